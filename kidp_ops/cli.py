@@ -1,0 +1,195 @@
+"""`kidp-ops`: parse arguments, call `kidp_ops.commands`. Nothing else lives here.
+
+Only the standard library is imported at start-up, so `kidp-ops --help` stays fast;
+each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+DESCRIPTION = """\
+kidp-ops runs the broker layer of an internal developer platform: Broker and Database
+custom resources, health checks, selection and provisioning.
+
+Every command works on the embedded store in --state (default .kidp/, or $KIDP_STATE),
+or on a real cluster with --kubeconfig / --context / --in-cluster."""
+
+EPILOG = """\
+examples:
+  kidp-ops validate samples/
+  kidp-ops apply -f samples/dev/
+  kidp-ops get brokers -o wide
+  kidp-ops get databases -n team-payments -o yaml
+  kidp-ops delete broker dev-onprem-local -n kidp-system
+"""
+
+
+def _target_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("cluster (default: the embedded store)")
+    group.add_argument(
+        "--state",
+        metavar="DIR",
+        default=os.environ.get("KIDP_STATE", ".kidp"),
+        help="state directory of the embedded store (default: %(default)s)",
+    )
+    group.add_argument(
+        "--kubeconfig", metavar="PATH", help="use a real cluster from this kubeconfig"
+    )
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context to use")
+    group.add_argument(
+        "--in-cluster", action="store_true", help="use the pod's service account (inside a cluster)"
+    )
+    return parent
+
+
+def _kind_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "kind",
+        metavar="TYPE",
+        help="brokers (br), databases (db), secrets, leases, events, customresourcedefinitions",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kidp-ops",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="kidp-ops 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    target = _target_options()
+
+    validate = sub.add_parser(
+        "validate",
+        help="check manifests against the CRD schemas, offline",
+        description="Check Broker and Database manifests (files or directories, multi-document "
+        "YAML or JSON, - for stdin). Exit 0 when all are valid, 1 with one line per problem.",
+    )
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+
+    apply = sub.add_parser(
+        "apply",
+        parents=[target],
+        help="create or update objects from manifests",
+        description="Validate every document, then create or update each one. Nothing is "
+        "written when any document is invalid.",
+    )
+    apply.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="file, directory or - (repeatable)",
+    )
+
+    get = sub.add_parser("get", parents=[target], help="list or show objects, like kubectl get")
+    _kind_argument(get)
+    get.add_argument("name", nargs="?", metavar="NAME")
+    scope = get.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", metavar="NS", help="only this namespace")
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace (the default when -n is not given)",
+    )
+    get.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
+
+    delete = sub.add_parser("delete", parents=[target], help="delete an object")
+    _kind_argument(delete)
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="namespace (may be left out when the name is unique)",
+    )
+
+    sub.add_parser(
+        "dev",
+        parents=[target],
+        help="the embedded default: everything on this machine, no cluster needed",
+        description="Run kidp-ops on this machine with no cluster: the embedded store, the "
+        "CRDs and the dev samples.",
+    )
+    return parser
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from kidp_ops.commands import Target
+
+    return Target(
+        state=args.state,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        in_cluster=args.in_cluster,
+    )
+
+
+def _kind(name: str) -> Any:
+    from kidp_ops.cluster.base import kind_by_name
+
+    return kind_by_name(name)
+
+
+def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]] | int:
+    from kidp_ops import commands
+
+    out, err = sys.stdout, sys.stderr
+    if args.command == "validate":
+        return commands.validate(args.paths, out=out, err=err)
+    target = _target(args)
+    if args.command == "apply":
+        return lambda: commands.apply(args.paths, target, out=out, err=err)
+    if args.command == "get":
+        return lambda: commands.get(
+            _kind(args.kind),
+            args.name,
+            target,
+            namespace=args.namespace,
+            output=args.output,
+            out=out,
+            err=err,
+        )
+    if args.command == "delete":
+        return lambda: commands.delete(
+            _kind(args.kind), args.name, target, namespace=args.namespace, out=out, err=err
+        )
+    return lambda: commands.dev_preview(target, out=out, err=err)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from kidp_ops.cluster.base import ClusterError
+
+    try:
+        work = _dispatch(args)
+        return work if isinstance(work, int) else asyncio.run(work())
+    except ClusterError as exc:
+        prefix = "Error from server" if exc.reason != "Invalid" else "error"
+        print(f"{prefix} ({exc.reason}): {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Frozen dataclasses <-> manifest dicts, by field type, with camelCase JSON names.
+
+Written once for every resource type: a field `max_concurrent_deployments` is the JSON key
+`maxConcurrentDeployments` unless its metadata names another (`field(metadata={"json":
+"x"})`). Supported field types: str, int, float, bool, datetime (RFC 3339), nested
+dataclasses, `tuple[X, ...]`, `Mapping[str, X]` and `X | None` of those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 (`2025-10-03T10:30:00Z`) to an aware datetime; None for empty."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_FIELDS: dict[type, tuple[tuple[str, str, Any], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, str, Any], ...]:
+    """(attribute, JSON key, type) of each field of a dataclass, computed once per class."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = tuple(
+            (f.name, f.metadata.get("json", camel(f.name)), hints[f.name])
+            for f in dataclasses.fields(cls)
+        )
+        _FIELDS[cls] = found
+    return found
+
+
+def _strip_optional(tp: Any) -> Any:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _load(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    tp = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_json(typing.cast(type, tp), value)
+    if origin is tuple:
+        (item_type, _) = typing.get_args(tp)
+        return tuple(_load(item_type, v) for v in value)
+    if origin in (Mapping, dict, typing.Mapping):
+        _, item_type = typing.get_args(tp)
+        return types.MappingProxyType({k: _load(item_type, v) for k, v in value.items()})
+    if tp is datetime:
+        return parse_time(value)
+    if tp is float:
+        return float(value)
+    return value
+
+
+def from_json(cls: type[T], data: Mapping[str, Any] | None) -> T:
+    """Build `cls` from a JSON-shaped mapping; absent keys take the dataclass defaults."""
+    data = data or {}
+    kwargs = {}
+    for name, key, tp in _fields(cls):
+        if key in data and data[key] is not None:
+            kwargs[name] = _load(tp, data[key])
+    return cls(**kwargs)
+
+
+def _dump(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(value)
+    if isinstance(value, tuple):
+        return [_dump(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _dump(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return format_time(value)
+    return value
+
+
+def to_json(obj: Any) -> dict[str, Any]:
+    """The JSON shape of a dataclass; None, empty tuples and empty mappings are left out."""
+    out: dict[str, Any] = {}
+    for name, key, _ in _fields(type(obj)):
+        value = getattr(obj, name)
+        if value is None or (isinstance(value, tuple | Mapping) and not value):
+            continue
+        out[key] = _dump(value)
+    return out

@@ -1,0 +1,149 @@
+"""Checks a CRD schema cannot express, and whole-document validation for `kidp-ops validate`.
+
+`semantic_problems` is what an admission webhook would add on a real cluster; the embedded
+store runs it on every spec write, so the embedded default and `validate` agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from kidp_ops.cluster.base import (
+    BROKERS,
+    DATABASES,
+    FieldProblem,
+    Invalid,
+    kind_for_manifest,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One line of `kidp-ops validate`: `PATH: Kind namespace/name: .spec.field: message`."""
+
+    source: str
+    obj: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.source, self.obj, self.field) if p]
+        return ": ".join([*parts, self.message])
+
+
+def object_label(manifest: Mapping[str, Any]) -> str:
+    """`Broker kidp-system/aws-us-east-1`, as a person would name it."""
+    kind = manifest.get("kind") if isinstance(manifest.get("kind"), str) else "object"
+    raw_meta = manifest.get("metadata")
+    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    name = meta.get("name") or meta.get("generateName") or "<unnamed>"
+    namespace = meta.get("namespace") or "default"
+    cluster_scoped = kind == "CustomResourceDefinition"
+    return f"{kind} {name}" if cluster_scoped else f"{kind} {namespace}/{name}"
+
+
+def _duplicates(items: list[Any], path: str, what: str) -> list[FieldProblem]:
+    seen: dict[Any, int] = {}
+    found = []
+    for index, item in enumerate(items):
+        if item in seen:
+            found.append(
+                FieldProblem(
+                    f"{path}[{index}]", f'duplicate {what} "{item}" (also at [{seen[item]}])'
+                )
+            )
+        else:
+            seen[item] = index
+    return found
+
+
+def _broker_problems(spec: Mapping[str, Any]) -> list[FieldProblem]:
+    found: list[FieldProblem] = []
+    endpoint = urlsplit(str(spec.get("endpoint", "")))
+    if not endpoint.hostname:
+        found.append(FieldProblem(".spec.endpoint", "has no host (e.g. http://broker:8080)"))
+    if endpoint.query or endpoint.fragment:
+        found.append(FieldProblem(".spec.endpoint", "must not have a query or fragment"))
+    capabilities = spec.get("capabilities") or []
+    types = [c.get("resourceType") for c in capabilities]
+    for problem in _duplicates(types, ".spec.capabilities", "capability"):
+        found.append(
+            FieldProblem(
+                problem.field + ".resourceType", problem.message + "; merge the two entries"
+            )
+        )
+    for index, cap in enumerate(capabilities):
+        base = f".spec.capabilities[{index}]"
+        found += _duplicates(cap.get("providers") or [], f"{base}.providers", "provider")
+        found += _duplicates(cap.get("regions") or [], f"{base}.regions", "region")
+    check = spec.get("healthCheck") or {}
+    timeout, interval = check.get("timeoutSeconds"), check.get("intervalSeconds")
+    if isinstance(timeout, int) and isinstance(interval, int) and timeout >= interval:
+        found.append(
+            FieldProblem(
+                ".spec.healthCheck.timeoutSeconds",
+                f"{timeout} must be less than intervalSeconds ({interval})",
+            )
+        )
+    auth = spec.get("authentication") or {}
+    auth_type = auth.get("type", "none")
+    if auth_type != "none" and not auth.get("secretRef"):
+        found.append(
+            FieldProblem(".spec.authentication.secretRef", f"required when type is {auth_type}")
+        )
+    if auth_type == "none" and auth.get("secretRef"):
+        found.append(
+            FieldProblem(
+                ".spec.authentication.secretRef",
+                "is set but type is none (set type: api-key, jwt or mtls, or remove it)",
+            )
+        )
+    return found
+
+
+def _database_problems(spec: Mapping[str, Any]) -> list[FieldProblem]:
+    if spec.get("region") and not spec.get("cloudProvider") and not spec.get("target"):
+        return [
+            FieldProblem(".spec.region", "needs cloudProvider (or a target such as azure-eastus)")
+        ]
+    return []
+
+
+def semantic_problems(manifest: Mapping[str, Any]) -> list[FieldProblem]:
+    """Cross-field rules of Broker and Database, on an already defaulted, schema-valid object."""
+    spec = manifest.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    if manifest.get("kind") == BROKERS.kind and manifest.get("apiVersion") == BROKERS.api_version:
+        return _broker_problems(spec)
+    if (
+        manifest.get("kind") == DATABASES.kind
+        and manifest.get("apiVersion") == DATABASES.api_version
+    ):
+        return _database_problems(spec)
+    return []
+
+
+def manifest_problems(manifest: Mapping[str, Any]) -> list[FieldProblem]:
+    """Everything the API server (plus our admission rules) would reject, offline."""
+    import copy
+
+    from kidp_ops.model.bundled import crd_schema
+    from kidp_ops.model.schema import check_metadata
+
+    try:
+        kind = kind_for_manifest(manifest)
+    except Invalid as exc:
+        return list(exc.problems)
+    problems = check_metadata(manifest, namespaced=kind.namespaced)
+    if kind in (BROKERS, DATABASES):
+        schema = crd_schema(kind.resource)
+        defaulted = copy.deepcopy(dict(manifest))
+        schema.default(defaulted)
+        problems += schema.problems(defaulted)
+        if not problems:
+            problems += semantic_problems(defaulted)
+    return problems

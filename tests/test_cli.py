@@ -1,0 +1,257 @@
+"""`kidp-ops` as a user runs it: real processes, real files, the embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, broker_manifest
+
+
+def kidp(
+    *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "kidp_ops.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=stdin,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
+def write_yaml(path: Path, *docs: object) -> Path:
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+# --- validate -------------------------------------------------------------------------
+
+
+def test_validate_samples_passes() -> None:
+    result = kidp("validate", str(REPO / "samples"))
+    assert result.returncode == 0, result.stderr
+    assert "object(s) valid" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"endpoint": "ftp://x"}, ".spec.endpoint", '"ftp://x" must match'),
+        ({"priority": -1}, ".spec.priority", "-1 is below the minimum 0"),
+        (
+            {"capabilities": [{"providers": ["pg"]}]},
+            ".spec.capabilities[0].resourceType",
+            "required field is missing",
+        ),
+        ({"cloudProvider": "ibm"}, ".spec.cloudProvider", "allowed: azure, aws, gcp, on-prem"),
+        ({"healthCheck": {"endpoint": "http://evil"}}, ".spec.healthCheck.endpoint", "must match"),
+        (
+            {"healthCheck": {"intervalSeconds": 10, "timeoutSeconds": 10}},
+            ".spec.healthCheck.timeoutSeconds",
+            "must be less than intervalSeconds (10)",
+        ),
+        (
+            {"capabilities": [{"resourceType": "Database"}, {"resourceType": "Database"}]},
+            ".spec.capabilities[1].resourceType",
+            'duplicate capability "Database" (also at [0])',
+        ),
+        (
+            {"authentication": {"type": "api-key"}},
+            ".spec.authentication.secretRef",
+            "required when type is api-key",
+        ),
+        ({"endpiont": "http://x"}, ".spec.endpiont", "unknown field (allowed: authentication"),
+    ],
+)
+def test_validate_names_file_object_and_field(
+    tmp_path: Path, spec: dict[str, object], field: str, words: str
+) -> None:
+    path = write_yaml(tmp_path / "bad.yaml", broker_manifest("bad-broker", **spec))
+    result = kidp("validate", str(path))
+    no_traceback(result)
+    assert result.returncode == 1
+    expected_prefix = f"{path}: Broker kidp-system/bad-broker: {field}: "
+    lines = [line for line in result.stderr.splitlines() if line.startswith(expected_prefix)]
+    assert lines, result.stderr
+    assert words in lines[0]
+
+
+def test_validate_quotes_hint_for_numeric_version(tmp_path: Path) -> None:
+    path = tmp_path / "db.yaml"
+    path.write_text(
+        "apiVersion: platform.company.com/v1\nkind: Database\nmetadata: {name: d, namespace: a}\n"
+        "spec: {engine: postgresql, version: 15}\n"
+    )
+    result = kidp("validate", str(path))
+    assert result.returncode == 1
+    assert f'{path}: Database a/d: .spec.version: 15 is int, expected string (quote it: "15")' in (
+        result.stderr
+    )
+
+
+def test_malformed_yaml_gives_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("apiVersion: v1\nkind: Broker\nmetadata:\n  name: [unclosed\n")
+    result = kidp("validate", str(path))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{path}: invalid YAML: line ")
+
+
+def test_unknown_kind(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path / "x.yaml", {"apiVersion": "v1", "kind": "Gizmo", "metadata": {"name": "g"}}
+    )
+    result = kidp("validate", str(path))
+    assert result.returncode == 1
+    assert f"{path}: Gizmo default/g: .kind: unknown kind 'v1' 'Gizmo' (allowed: " in result.stderr
+
+
+def test_huge_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("# " + "x" * (10 * 1024 * 1024) + "\n")
+    result = kidp("validate", str(path))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert f"{path}: file is 10.0 MiB; manifests over 5 MiB are refused" in result.stderr
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"apiVersion: v1\nkind: Broker\n# caf\xe9\n")
+    result = kidp("validate", str(path))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert f"{path}: not UTF-8 text (byte 0xe9 at offset" in result.stderr
+
+
+def test_document_that_is_not_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    result = kidp("validate", str(path))
+    assert result.returncode == 1
+    assert f"{path}: document 1: is a list, expected a Kubernetes object" in result.stderr
+
+
+def test_missing_path_and_stdin(tmp_path: Path) -> None:
+    result = kidp("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "nope.yaml: no such file or directory" in result.stderr
+    good = yaml.safe_dump(broker_manifest("from-stdin"))
+    assert kidp("validate", "-", stdin=good).returncode == 0
+
+
+def test_usage_errors_exit_2() -> None:
+    assert kidp("validate").returncode == 2
+    assert kidp("get").returncode == 2
+    result = kidp("get", "brokers", "-o", "xml")
+    assert result.returncode == 2
+    assert "invalid choice: 'xml'" in result.stderr
+
+
+# --- apply / get / delete ---------------------------------------------------------------
+
+
+def test_apply_get_delete_roundtrip(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("b1"), broker_manifest("b2"))
+    first = kidp("apply", "-f", str(path), "--state", state)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        "broker.platform.company.com/b1 created",
+        "broker.platform.company.com/b2 created",
+    ]
+    again = kidp("apply", "-f", str(path), "--state", state)
+    assert again.stdout.splitlines()[0] == "broker.platform.company.com/b1 unchanged"
+    changed = write_yaml(tmp_path / "b.yaml", broker_manifest("b1", priority=7))
+    assert kidp("apply", "-f", str(changed), "--state", state).stdout.strip() == (
+        "broker.platform.company.com/b1 configured"
+    )
+
+    table = kidp("get", "br", "--state", state)
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "PROVIDER", "REGION", "PHASE", "ACTIVE", "AGE"]
+    assert [r.split()[:4] for r in rows] == [
+        ["kidp-system", "b1", "aws", "us-east-1"],
+        ["kidp-system", "b2", "aws", "us-east-1"],
+    ]
+    listed = json.loads(kidp("get", "brokers", "-o", "json", "--state", state).stdout)
+    assert listed["kind"] == "List" and len(listed["items"]) == 2
+    one = yaml.safe_load(
+        kidp("get", "broker", "b1", "-n", "kidp-system", "-o", "yaml", "--state", state).stdout
+    )
+    assert one["kind"] == "Broker" and one["spec"]["priority"] == 7
+
+    deleted = kidp("delete", "broker", "b1", "--state", state)
+    assert deleted.stdout.strip() == 'broker.platform.company.com "b1" deleted'
+    missing = kidp("get", "broker", "b1", "-n", "kidp-system", "--state", state)
+    no_traceback(missing)
+    assert missing.returncode == 1
+    assert "NotFound" in missing.stderr and '"b1" not found' in missing.stderr
+
+
+def test_apply_writes_nothing_when_any_document_is_invalid(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    good, bad = broker_manifest("good"), broker_manifest("bad", endpoint="ftp://x")
+    path = write_yaml(tmp_path / "mixed.yaml", good, bad)
+    result = kidp("apply", "-f", str(path), "--state", state)
+    assert result.returncode == 1
+    assert f"{path}: Broker kidp-system/bad: .spec.endpoint:" in result.stderr
+    assert "nothing applied" in result.stderr
+    listed = kidp("get", "brokers", "-o", "json", "--state", state)
+    assert json.loads(listed.stdout)["items"] == []
+
+
+def test_state_directory_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = kidp("get", "brokers", "--state", str(blocker / "state"))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert f"cannot create state directory {blocker / 'state'}" in result.stderr
+
+
+def test_unknown_resource_type(tmp_path: Path) -> None:
+    result = kidp("get", "gizmos", "--state", str(tmp_path / "s"))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert "unknown resource type 'gizmos'" in result.stderr
+
+
+def test_empty_list_message(tmp_path: Path) -> None:
+    result = kidp("get", "databases", "-n", "team-x", "--state", str(tmp_path / "s"))
+    assert result.returncode == 0
+    assert result.stderr.strip() == "No resources found in team-x namespace."
+
+
+def test_help_lists_every_command() -> None:
+    result = kidp("--help")
+    assert result.returncode == 0
+    for command in ("validate", "apply", "get", "delete", "dev"):
+        assert command in result.stdout
+
+
+def test_dev_preview_applies_samples_and_is_idempotent(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    first = kidp("dev", "--state", state)
+    assert first.returncode == 0, first.stderr
+    assert "broker.platform.company.com/dev-azure-eastus created" in first.stdout
+    assert "dev-gcp-europe-west1" in first.stdout and "payments-ledger" in first.stdout
+    second = kidp("dev", "--state", state)
+    assert "broker.platform.company.com/dev-azure-eastus unchanged" in second.stdout
+    assert " created" not in second.stdout
