@@ -255,3 +255,36 @@ def test_dev_preview_applies_samples_and_is_idempotent(tmp_path: Path) -> None:
     second = kidp("dev", "--state", state)
     assert "broker.platform.company.com/dev-azure-eastus unchanged" in second.stdout
     assert " created" not in second.stdout
+
+
+def test_cli_against_a_cluster_through_kubeconfig(tmp_path: Path) -> None:
+    """apply/get/delete with --kubeconfig go through the kubernetes client over HTTP."""
+    from kidp_ops.cluster.embedded import EmbeddedCluster
+    from tests.support.kubeserver import running_apiserver
+
+    async def backing() -> EmbeddedCluster:
+        return await EmbeddedCluster.open(tmp_path / "server-state")
+
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("remote"))
+    with running_apiserver(backing) as server:
+        kube = ["--kubeconfig", str(server.kubeconfig)]
+        applied = kidp("apply", "-f", str(path), *kube)
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.strip() == "broker.platform.company.com/remote created"
+        again = kidp("apply", "-f", str(path), *kube)
+        assert again.stdout.strip() == "broker.platform.company.com/remote unchanged"
+        listed = kidp("get", "brokers", "-n", "kidp-system", "-o", "json", *kube)
+        assert [i["metadata"]["name"] for i in json.loads(listed.stdout)["items"]] == ["remote"]
+        deleted = kidp("delete", "broker", "remote", "-n", "kidp-system", *kube)
+        assert deleted.stdout.strip() == 'broker.platform.company.com "remote" deleted'
+
+
+def test_unreachable_cluster_is_one_clear_line(tmp_path: Path) -> None:
+    from tests.support.kubeserver import write_kubeconfig
+
+    config = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9")
+    result = kidp("get", "brokers", "--kubeconfig", str(config))
+    no_traceback(result)
+    assert result.returncode == 1
+    assert "cannot reach the Kubernetes API at http://127.0.0.1:9" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
