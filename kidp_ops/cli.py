@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = _dispatch(args)
         return work if isinstance(work, int) else asyncio.run(work())
     except ClusterError as exc:
-        prefix = "Error from server" if exc.reason != "Invalid" else "error"
+        prefix = "error" if exc.reason in ("Invalid", "Ambiguous") else "Error from server"
         print(f"{prefix} ({exc.reason}): {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from kidp_ops.cluster.base import Cluster, ClusterError, Invalid, NotFound, ResourceKind
 
 OK, FAILED, USAGE = 0, 1, 2
+
+
+class Ambiguous(ClusterError):
+    """A name given without -n that several namespaces hold."""
+
+    reason = "Ambiguous"
+    code = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +122,7 @@ async def get(
 
     async with await connect(target) as cluster:
         if name:
-            items = await _find(cluster, kind, name, namespace)
-            if len(items) > 1:
-                where = ", ".join(i["metadata"]["namespace"] for i in items)
-                print(
-                    f'{kind.resource} "{name}" exists in several namespaces ({where}): '
-                    "pick one with -n",
-                    file=err,
-                )
-                return FAILED
+            items = [await _find(cluster, kind, name, namespace)]
             listed_rv = ""
         else:
             listed = await cluster.list(kind, namespace=namespace)
@@ -144,14 +143,19 @@ async def get(
 
 async def _find(
     cluster: Cluster, kind: ResourceKind, name: str, namespace: str | None
-) -> list[dict]:  # type: ignore[type-arg]
-    """The object `name`: in `namespace`, or in whichever namespaces hold it."""
+) -> dict[str, Any]:
+    """The object `name`: in `namespace`, or in the one namespace that holds it."""
     if namespace or not kind.namespaced:
-        return [await cluster.get(kind, name, namespace=namespace)]
+        return await cluster.get(kind, name, namespace=namespace)
     found = [i for i in (await cluster.list(kind)).items if i["metadata"]["name"] == name]
     if not found:
         raise NotFound(f'{kind.resource} "{name}" not found in any namespace')
-    return found
+    if len(found) > 1:
+        where = ", ".join(i["metadata"]["namespace"] for i in found)
+        raise Ambiguous(
+            f'{kind.resource} "{name}" exists in several namespaces ({where}): pick one with -n'
+        )
+    return found[0]
 
 
 async def delete(
@@ -164,16 +168,8 @@ async def delete(
     err: TextIO,
 ) -> int:
     async with await connect(target) as cluster:
-        matches = await _find(cluster, kind, name, namespace)
-        if len(matches) > 1:
-            where = ", ".join(i["metadata"]["namespace"] for i in matches)
-            print(
-                f'{kind.resource} "{name}" exists in several namespaces ({where}): '
-                "pick one with -n",
-                file=err,
-            )
-            return FAILED
-        ns = matches[0]["metadata"].get("namespace")
+        found = await _find(cluster, kind, name, namespace)
+        ns = found["metadata"].get("namespace")
         remaining = await cluster.delete(kind, name, namespace=ns)
     label = f'{_qualified(kind)} "{name}"'
     if remaining is None:

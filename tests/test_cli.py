@@ -288,3 +288,23 @@ def test_unreachable_cluster_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot reach the Kubernetes API at http://127.0.0.1:9" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_name_in_several_namespaces_needs_n(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    path = write_yaml(
+        tmp_path / "b.yaml",
+        broker_manifest("twin", namespace="a"),
+        broker_manifest("twin", namespace="b"),
+    )
+    assert kidp("apply", "-f", str(path), "--state", state).returncode == 0
+    for command in (("get", "broker", "twin"), ("delete", "broker", "twin")):
+        result = kidp(*command, "--state", state)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            'error (Ambiguous): brokers.platform.company.com "twin" exists in several '
+            "namespaces (a, b): pick one with -n"
+        )
+    assert kidp("delete", "broker", "twin", "-n", "a", "--state", state).returncode == 0
+    left = json.loads(kidp("get", "broker", "twin", "-o", "json", "--state", state).stdout)
+    assert left["metadata"]["namespace"] == "b"
