@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="namespace (may be left out when the name is unique)",
     )
 
+    _select_parser(sub, target)
+
     sub.add_parser(
         "dev",
         parents=[target],
@@ -124,6 +126,64 @@ def build_parser() -> argparse.ArgumentParser:
         "CRDs and the dev samples.",
     )
     return parser
+
+
+CLOUD_PROVIDERS = ("azure", "aws", "gcp", "on-prem")  # kept equal to the model's by a test
+
+SELECT_EPILOG = """\
+examples:
+  kidp-ops select --resource-type Database --provider postgresql --cloud-provider aws --explain
+  kidp-ops select --database orders-db -n team-payments --explain
+  kidp-ops select -f fleet.yaml --now 2026-11-25T10:00:00Z --resource-type Database -o json
+
+exit status: 0 a broker was selected, 1 none matches (the reasons are shown), 2 bad input.
+"""
+
+
+def _select_parser(sub: Any, target: argparse.ArgumentParser) -> None:
+    select = sub.add_parser(
+        "select",
+        parents=[target],
+        help="which broker would serve a request, and why (--explain)",
+        description="Rank every broker for a request exactly as the reconciler would: "
+        "the selected broker and its score, or the first reason each broker is rejected. "
+        "Reads the brokers from the store or cluster, or offline from -f files (Broker "
+        "manifests with status, e.g. saved with `kidp-ops get brokers -o yaml`).",
+        epilog=SELECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    asked = select.add_argument_group("the request (give --resource-type, or --database)")
+    asked.add_argument("--resource-type", metavar="TYPE", help="e.g. Database")
+    asked.add_argument("--provider", metavar="P", help="e.g. postgresql (default: any)")
+    asked.add_argument(
+        "--cloud-provider", choices=CLOUD_PROVIDERS, metavar="C", help="azure, aws, gcp, on-prem"
+    )
+    asked.add_argument("--region", metavar="R", help="e.g. us-west-2 (default: any)")
+    asked.add_argument(
+        "--database",
+        metavar="NAME",
+        help="use the criteria of this Database (its engine, provider and target)",
+    )
+    asked.add_argument("-n", "--namespace", metavar="NS", help="namespace of --database")
+    select.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="offline: read Brokers (and Databases) from files instead of the cluster",
+    )
+    select.add_argument(
+        "--now",
+        metavar="RFC3339",
+        help="evaluate heartbeat ages at this time (default: now), for repeatable answers",
+    )
+    select.add_argument(
+        "--explain", action="store_true", help="show every broker with its score or rejection"
+    )
+    select.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    select.set_defaults(usage_error=select.error)
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -166,7 +226,33 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         return lambda: commands.delete(
             _kind(args.kind), args.name, target, namespace=args.namespace, out=out, err=err
         )
+    if args.command == "select":
+        return _select(args, target, args.usage_error)
     return lambda: commands.dev_preview(target, out=out, err=err)
+
+
+def _select(
+    args: argparse.Namespace, target: Any, usage_error: Callable[[str], Any]
+) -> Callable[[], Coroutine[Any, Any, int]]:
+    from kidp_ops import commands
+
+    if bool(args.resource_type) == bool(args.database):
+        usage_error("give exactly one of --resource-type or --database")
+    if args.database and (args.provider or args.cloud_provider or args.region):
+        usage_error("--provider, --cloud-provider and --region come from --database")
+    request = commands.SelectRequest(
+        resource_type=args.resource_type,
+        provider=args.provider,
+        cloud_provider=args.cloud_provider,
+        region=args.region,
+        database=args.database,
+        namespace=args.namespace,
+        files=tuple(args.paths),
+        now=args.now,
+    )
+    return lambda: commands.select(
+        request, target, explain=args.explain, output=args.output, out=sys.stdout, err=sys.stderr
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -202,3 +202,123 @@ async def dev_preview(target: Target, *, out: TextIO, err: TextIO) -> int:
         file=out,
     )
     return OK
+
+
+@dataclass(frozen=True, slots=True)
+class SelectRequest:
+    """What `kidp-ops select` was asked: explicit criteria, or those of a Database."""
+
+    resource_type: str | None = None
+    provider: str | None = None
+    cloud_provider: str | None = None
+    region: str | None = None
+    database: str | None = None
+    namespace: str | None = None
+    files: tuple[str, ...] = ()
+    now: str | None = None
+
+
+async def select(
+    request: SelectRequest, target: Target, *, explain: bool, output: str, out: TextIO, err: TextIO
+) -> int:
+    """Rank the brokers for a request: 0 selected, 1 none matches, 2 bad input."""
+    import json
+
+    from kidp_ops import explaining
+    from kidp_ops.selection import rank
+
+    now = _parse_now(request.now, err)
+    if now is None:
+        return USAGE
+    loaded = await _select_inputs(request, target, err)
+    if isinstance(loaded, int):
+        return loaded
+    brokers, databases = loaded
+    criteria = _select_criteria(request, brokers, databases, err)
+    if criteria is None:
+        return USAGE
+    candidates = rank(brokers, criteria, now=now)
+    selected = bool(candidates) and candidates[0].accepted
+    if output == "json":
+        print(json.dumps(explaining.decision_json(candidates), indent=2), file=out)
+    else:
+        print(explaining.summary(criteria, candidates), file=out)
+        if (explain or not selected) and candidates:
+            print(file=out)
+            print(explaining.table(candidates, now=now), file=out)
+    return OK if selected else FAILED
+
+
+def _parse_now(text: str | None, err: TextIO) -> datetime | None:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        print(
+            f"error: --now {text!r} is not an RFC 3339 time with a zone "
+            "(for example 2026-11-25T10:00:00Z)",
+            file=err,
+        )
+        return None
+    return when
+
+
+async def _select_inputs(request: SelectRequest, target: Target, err: TextIO) -> Any:
+    """(brokers, databases) from the files, or from the cluster; an exit code on failure."""
+    from kidp_ops.cluster.base import BROKERS, DATABASES
+    from kidp_ops.model import manifests
+    from kidp_ops.model.resources import Broker, Database
+
+    if request.files:
+        loaded = manifests.load(request.files)
+        problems = manifests.validate(loaded)
+        for problem in problems:
+            print(problem, file=err)
+        if problems:
+            return USAGE
+        docs = [d.manifest for d in loaded.documents]
+    else:
+        async with await connect(target) as cluster:
+            docs = (await cluster.list(BROKERS)).items
+            if request.database:
+                docs += (await cluster.list(DATABASES, namespace=request.namespace)).items
+    brokers = [Broker.from_manifest(d) for d in docs if d.get("kind") == "Broker"]
+    databases = [Database.from_manifest(d) for d in docs if d.get("kind") == "Database"]
+    seen: set[str] = set()
+    for broker in brokers:
+        if broker.key in seen:
+            print(f"error: Broker {broker.key} is defined twice in the input", file=err)
+            return USAGE
+        seen.add(broker.key)
+    return brokers, databases
+
+
+def _select_criteria(
+    request: SelectRequest, brokers: list[Any], databases: list[Any], err: TextIO
+) -> Any:
+    from kidp_ops.placement import PlacementError, criteria_for, known_regions
+    from kidp_ops.selection import SelectionCriteria
+
+    if not request.database:
+        assert request.resource_type is not None
+        return SelectionCriteria(
+            resource_type=request.resource_type,
+            provider=request.provider,
+            cloud_provider=request.cloud_provider,
+            region=request.region,
+        )
+    name, ns = request.database, request.namespace
+    found = [d for d in databases if d.metadata.name == name and ns in (None, d.metadata.namespace)]
+    if len(found) != 1:
+        where = f"namespace {ns}" if ns else "any namespace"
+        problem = "not found" if not found else "found in several namespaces: pick one with -n"
+        print(f'error: database "{name}" {problem} ({where})', file=err)
+        return None
+    try:
+        return criteria_for(found[0], known_regions(brokers))
+    except PlacementError as exc:
+        print(f"error: Database {found[0].key}: {exc}", file=err)
+        return None

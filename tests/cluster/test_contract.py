@@ -21,8 +21,8 @@ from kidp_ops.cluster.base import (
     NotFound,
     WatchEvent,
 )
-from tests.cluster.conftest import BOOKMARK_SECONDS, Target
 from tests.conftest import broker_manifest
+from tests.support.targets import BOOKMARK_SECONDS, Target
 
 NS = "kidp-system"
 
