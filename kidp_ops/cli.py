@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _select_parser(sub, target)
 
+    from kidp_ops.simbroker.cli import add_parser as add_broker_parser
+
+    add_broker_parser(sub, target)
+
     sub.add_parser(
         "dev",
         parents=[target],
@@ -209,6 +213,10 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
     out, err = sys.stdout, sys.stderr
     if args.command == "validate":
         return commands.validate(args.paths, out=out, err=err)
+    if args.command == "broker":
+        from kidp_ops.simbroker.cli import run as run_broker
+
+        return run_broker(args)
     target = _target(args)
     if args.command == "apply":
         return lambda: commands.apply(args.paths, target, out=out, err=err)

@@ -32,12 +32,17 @@ ensure_venv() {
   fi
 }
 
-# Debian tools some tests drive (tmux for the real-terminal test, ...): installed when
-# missing and we may (root, apt-get present); otherwise the tests that need them say so.
+# Debian tools some tests drive (tmux for the real-terminal test, kubectl for
+# `kubectl kustomize deploy/`, ...): installed when missing and we may (root, apt-get
+# present); otherwise the tests that need them say so. Each argument is a command name,
+# or `command:package` when the Debian package is named differently
+# (`kubectl:kubernetes-client`).
 ensure_debian_tools() {
-  local missing=()
-  for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  local spec tool package missing=()
+  for spec in "$@"; do
+    tool="${spec%%:*}"
+    package="${spec#*:}"
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 from kidp_ops.cluster.base import Cluster, ClusterError, Gone, ResourceKind, WatchEvent
@@ -34,7 +34,7 @@ BACKOFF_BASE = 0.2
 BACKOFF_CAP = 30.0
 
 
-def object_key(obj: Manifest) -> str:
+def object_key(obj: Mapping[str, Any]) -> str:
     """`namespace/name`, or `name` for a cluster-scoped object."""
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")
@@ -107,8 +107,8 @@ class Informer:
     def items(self) -> list[Manifest]:
         return list(self._cache.values())
 
-    def keys(self) -> Iterator[str]:
-        return iter(list(self._cache))
+    def cached_keys(self) -> list[str]:
+        return list(self._cache)
 
     def __len__(self) -> int:
         return len(self._cache)

@@ -1,7 +1,9 @@
 """Files shipped with kidp-ops: the CRDs (the schema) and the samples.
 
 In a checkout (editable install) they are read from the repository's `crds/` and
-`samples/`; in a wheel they are bundled under `kidp_ops/_bundled/`.
+`samples/`; in a wheel they are bundled under `kidp_ops/_bundled/`. `load_crds()` keeps
+only the CustomResourceDefinition documents of `crds/`, which also holds the
+`kustomization.yaml` that `deploy/` builds on.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ def bundled_dir(name: str) -> Path:
 def load_crds() -> tuple[dict[str, Any], ...]:
     import yaml
 
+    # Only CustomResourceDefinitions: crds/ also holds kustomization.yaml (a build file).
     crds: list[dict[str, Any]] = []
     for path in sorted(bundled_dir("crds").glob("*.yaml")):
-        crds.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
+        crds.extend(
+            d
+            for d in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+            if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
+        )
     return tuple(crds)
 
 

@@ -2,6 +2,11 @@
 
 Every failure becomes a `Problem` naming the file (and line and column for YAML syntax);
 nothing here raises for bad input.
+
+A directory is walked recursively for `*.yaml`, `*.yml` and `*.json`, skipping kustomize's
+build files (`kustomization.yaml`, `kustomization.yml`, `Kustomization`): they describe how
+to assemble objects and are not objects themselves, so `kidp-ops validate crds/` and
+`apply -f crds/` see only the CRDs. A build file named explicitly is read like any file.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from kidp_ops.model.validation import Problem, manifest_problems, object_label
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml", ".json")
+# kustomize build files: skipped when walking a directory (see the module docstring).
+BUILD_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 # The order kubectl users expect: definitions before the things that use them.
 _APPLY_ORDER = {"CustomResourceDefinition": 0, "Namespace": 1, "Secret": 2, "Broker": 3}
 
@@ -44,7 +51,11 @@ class Loaded:
 
 def _files(path: Path) -> Iterator[Path]:
     if path.is_dir():
-        yield from sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        yield from sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in SUFFIXES and p.name not in BUILD_FILES and p.is_file()
+        )
     else:
         yield path
 

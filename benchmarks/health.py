@@ -1,0 +1,327 @@
+"""Health prober throughput and sweep time, on loopback only.
+
+(a) 1,000 brokers on 1,000 distinct loopback origins (127.0.1.0 ...: one listening socket
+    per address, in a separate server process): the Prober's sweep against raw request
+    loops measured in the same run at the same concurrency (aiohttp without and with
+    connection reuse; httpx's shared AsyncClient for the record, time-capped). Target:
+    Prober >= 70% of the raw aiohttp loop doing the same work (a new connection per
+    request, as the Prober does by default).
+(b) 10,000 brokers of which 10% accept connections and never answer, timeoutSeconds=5:
+    one complete sweep with the default concurrency must fit in one 30 s interval.
+
+Run:
+    .venv/bin/python benchmarks/health.py            # (a) and (b)
+    .venv/bin/python benchmarks/health.py --quick    # (a) only, fewer repetitions
+
+CPU% columns: user+system time of this (client) process / wall time, and of the server
+process; a client near 100% is what is being measured, a server near 100% would cap both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.health_servers import address  # noqa: E402
+from kidp_ops.health.probing import DEFAULT_CONCURRENCY, Prober  # noqa: E402
+from kidp_ops.health.states import ProbeFailure, ProbeSuccess  # noqa: E402
+from kidp_ops.model.resources import (  # noqa: E402
+    Broker,
+    BrokerSpec,
+    HealthCheck,
+    ObjectMeta,
+)
+
+ORIGINS = 1_000
+SWEEPS = 4  # sweeps per measurement in (a)
+REPS = 5  # measurements per variant in (a), interleaved; the median is reported
+HTTPX_SECONDS = 15.0
+FLEET = 10_000
+HANG_SHARE = 10  # every 10th broker hangs
+TIMEOUT_SECONDS = 5
+INTERVAL_SECONDS = 30.0
+TARGET_RATIO = 0.70
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- environment ---------------------------------------------------------------------
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    print(f"open files limit: soft {soft} (hard {hard})")
+    return soft
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def fleet(healthy: int, hang: int) -> Iterator[tuple[int, int]]:
+    """A server process for the fleet; yields (port, pid)."""
+    port = free_port()
+    args = (port, healthy, hang)
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "health_servers.py"), *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if line.strip() != "READY":
+            raise RuntimeError(f"fleet server did not start (said {line!r})")
+        yield port, server.pid
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def brokers(port: int, indices: list[int]) -> list[Broker]:
+    check = HealthCheck(timeout_seconds=TIMEOUT_SECONDS, interval_seconds=int(INTERVAL_SECONDS))
+    return [
+        Broker(
+            metadata=ObjectMeta(name=f"b{i}", namespace="bench"),
+            spec=BrokerSpec(
+                endpoint=f"http://{address(i)}:{port}",
+                cloud_provider="aws",
+                health_check=check,
+            ),
+        )
+        for i in indices
+    ]
+
+
+# --- (a) throughput ------------------------------------------------------------------
+
+
+async def worker_pool(
+    urls: list[str], concurrency: int, get: Callable[[str], Awaitable[None]]
+) -> int:
+    """Run `get` over `urls` with `concurrency` workers sharing one iterator; count done."""
+    queue = iter(urls)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for url in queue:
+            await get(url)
+            done += 1
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, len(urls))):
+            group.create_task(worker())
+    return done
+
+
+async def raw_aiohttp(urls: list[str], *, reuse: bool) -> int:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=DEFAULT_CONCURRENCY, force_close=not reuse)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def get(url: str) -> None:
+            async with session.get(url) as response:
+                await response.read()
+
+        return sum([await worker_pool(urls, DEFAULT_CONCURRENCY, get) for _ in range(SWEEPS)])
+
+
+async def prober_sweeps(targets: list[Broker], *, keepalive: float | None) -> int:
+    async with Prober(keepalive_seconds=keepalive) as prober:
+        ok = 0
+        for _ in range(SWEEPS):
+            outcomes = await prober.sweep(targets)
+            ok += sum(isinstance(o, ProbeSuccess) for o in outcomes.values())
+    if ok != SWEEPS * len(targets):
+        raise RuntimeError(f"only {ok} of {SWEEPS * len(targets)} probes succeeded")
+    return ok
+
+
+async def httpx_capped(urls: list[str]) -> int:
+    """SWEEPS sweeps through httpx's shared pool, stopped after HTTPX_SECONDS."""
+    import httpx
+
+    limits = httpx.Limits(
+        max_connections=DEFAULT_CONCURRENCY, max_keepalive_connections=DEFAULT_CONCURRENCY
+    )
+    done = 0
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+
+        async def get(url: str) -> None:
+            nonlocal done
+            (await client.get(url)).read()
+            done += 1
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HTTPX_SECONDS):
+                for _ in range(SWEEPS):
+                    await worker_pool(urls, DEFAULT_CONCURRENCY, get)
+    return done
+
+
+def measure(
+    run: Callable[[], Coroutine[Any, Any, int]], server_pid: int
+) -> tuple[float, float, float]:
+    """(requests/s, client CPU%, server CPU%) of one run in a fresh event loop."""
+    server_before = process_cpu(server_pid)
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    count = asyncio.run(run())
+    wall = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    client = usage.ru_utime - usage_before.ru_utime + usage.ru_stime - usage_before.ru_stime
+    server = process_cpu(server_pid) - server_before
+    return count / wall, 100 * client / wall, 100 * server / wall
+
+
+def throughput(reps: int) -> bool:
+    print(
+        f"\n(a) {ORIGINS} brokers on {ORIGINS} distinct loopback origins, concurrency "
+        f"{DEFAULT_CONCURRENCY}, {SWEEPS} sweeps per run, median of {reps} runs"
+    )
+    with fleet(ORIGINS, 0) as (port, pid):
+        targets = brokers(port, list(range(ORIGINS)))
+        urls = [f"{b.spec.endpoint}/health" for b in targets]
+        variants: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+            "raw aiohttp, new connection per request": lambda: raw_aiohttp(urls, reuse=False),
+            "Prober (default: new connection per probe)": lambda: prober_sweeps(
+                targets, keepalive=None
+            ),
+            "raw aiohttp, keep-alive pool": lambda: raw_aiohttp(urls, reuse=True),
+            "Prober, keepalive_seconds=60": lambda: prober_sweeps(targets, keepalive=60.0),
+        }
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+        for _ in range(reps):  # interleaved, so a noisy neighbour hits every variant alike
+            for name, run in variants.items():
+                results[name].append(measure(run, pid))
+        httpx_result = measure(lambda: httpx_capped(urls), pid)
+    print(f"{'client':46s} {'req/s':>8s} {'client CPU':>11s} {'server CPU':>11s}")
+    medians = {}
+    for name, runs in results.items():
+        rate = statistics.median(r[0] for r in runs)
+        medians[name] = rate
+        client = statistics.median(r[1] for r in runs)
+        server = statistics.median(r[2] for r in runs)
+        spread = ", ".join(f"{r[0]:.0f}" for r in runs)
+        print(f"{name:46s} {rate:8.0f} {client:10.0f}% {server:10.0f}%   runs: {spread}")
+    print(
+        f"{'httpx AsyncClient, shared pool (capped)':46s} {httpx_result[0]:8.1f} "
+        f"{httpx_result[1]:10.0f}% {httpx_result[2]:10.0f}%"
+    )
+    ratio = (
+        medians["Prober (default: new connection per probe)"]
+        / medians["raw aiohttp, new connection per request"]
+    )
+    reuse_ratio = medians["Prober, keepalive_seconds=60"] / medians["raw aiohttp, keep-alive pool"]
+    print(f"Prober / raw aiohttp (same connection policy): {ratio:.0%}")
+    print(f"Prober keep-alive / raw aiohttp keep-alive:    {reuse_ratio:.0%}")
+    ok = ratio >= TARGET_RATIO
+    print(f"target Prober >= {TARGET_RATIO:.0%} of raw: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+# --- (b) one sweep of a large fleet with hanging brokers -----------------------------
+
+
+def interleaved(healthy: int, hang: int) -> list[int]:
+    """Server indices in probe order: after every HANG_SHARE - 1 healthy brokers, one hangs."""
+    hanging = list(range(healthy, healthy + hang))
+    order: list[int] = []
+    for i in range(healthy):
+        order.append(i)
+        if (i + 1) % (HANG_SHARE - 1) == 0 and hanging:
+            order.append(hanging.pop())
+    return order + hanging
+
+
+async def one_sweep(targets: list[Broker], concurrency: int) -> tuple[float, int, int]:
+    async with Prober(concurrency=concurrency) as prober:
+        started = time.perf_counter()
+        outcomes = await prober.sweep(targets)
+        elapsed = time.perf_counter() - started
+    ok = sum(isinstance(o, ProbeSuccess) for o in outcomes.values())
+    timeouts = sum(
+        isinstance(o, ProbeFailure) and o.reason == f"timeout after {TIMEOUT_SECONDS}s"
+        for o in outcomes.values()
+    )
+    return elapsed, ok, timeouts
+
+
+def sweep_time(concurrencies: list[int], fd_limit: int) -> bool:
+    hang = FLEET // HANG_SHARE
+    healthy = FLEET - hang
+    need = FLEET + max(concurrencies) + 100
+    print(
+        f"\n(b) {FLEET} brokers, {hang} never answer, timeoutSeconds={TIMEOUT_SECONDS}: "
+        f"one sweep within {INTERVAL_SECONDS:.0f} s"
+    )
+    if fd_limit < need:
+        print(f"cannot run: the server needs about {need} open files, the limit is {fd_limit}")
+        return False
+    passed = True
+    with fleet(healthy, hang) as (port, _pid):
+        targets = brokers(port, interleaved(healthy, hang))
+        for concurrency in concurrencies:
+            elapsed, ok, timeouts = asyncio.run(one_sweep(targets, concurrency))
+            floor = hang * TIMEOUT_SECONDS / concurrency
+            correct = ok == healthy and timeouts == hang
+            verdict = "PASS" if correct and elapsed <= INTERVAL_SECONDS else "FAIL"
+            if concurrency == DEFAULT_CONCURRENCY:
+                passed = verdict == "PASS"
+            label = " (default)" if concurrency == DEFAULT_CONCURRENCY else ""
+            print(
+                f"concurrency {concurrency:4d}{label:10s} sweep {elapsed:5.1f} s  "
+                f"(floor {floor:4.1f} s = hangs x timeout / slots)  "
+                f"healthy {ok}/{healthy}  timeouts {timeouts}/{hang}  {verdict}"
+            )
+    return passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="(a) only, one run per variant")
+    args = parser.parse_args()
+    fd_limit = raise_fd_limit()
+    print(f"CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
+    ok = throughput(1 if args.quick else REPS)
+    if not args.quick:
+        ok = sweep_time([DEFAULT_CONCURRENCY, 2 * DEFAULT_CONCURRENCY], fd_limit) and ok
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

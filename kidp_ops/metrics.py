@@ -1,0 +1,103 @@
+"""Prometheus metrics of the daemon, on a registry of its own (one per daemon, so tests and
+two in-process daemons never share counters).
+
+Cardinality is kept to what 10,000 brokers can afford: per-broker series exist only where
+the issue asks for them (probes by result, phase); the probe latency histogram has no
+broker label. Figures that are cheaper to read than to keep current (queue depth, age of
+the last watch event, leadership) are sampled at scrape time by a collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+PHASES = ("Pending", "Ready", "Unhealthy", "Offline", "Unknown")
+PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """Every metric the daemon exports; `render()` is the /metrics body."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.probes = Counter(
+            "kidp_broker_probes", "Health probes by broker and result.",
+            ["namespace", "broker", "result"], registry=r,
+        )  # fmt: skip
+        self.probe_latency = Histogram(
+            "kidp_broker_probe_duration_seconds", "Health probe latency (all brokers).",
+            buckets=PROBE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.phase = Gauge(
+            "kidp_broker_phase", "1 for the broker's current phase, 0 for the others.",
+            ["namespace", "broker", "phase"], registry=r,
+        )  # fmt: skip
+        self.selections = Counter(
+            "kidp_selections", "Selection decisions by chosen broker ('' when none matched).",
+            ["broker", "resource_type", "provider"], registry=r,
+        )  # fmt: skip
+        self.reconcile_errors = Counter(
+            "kidp_reconcile_errors", "Reconciles that raised, by controller.",
+            ["controller"], registry=r,
+        )  # fmt: skip
+        self.reconciles = Counter(
+            "kidp_reconciles", "Reconciles run, by controller.", ["controller"], registry=r
+        )
+        self.callbacks = Counter(
+            "kidp_callbacks", "Broker callbacks by outcome.", ["result"], registry=r
+        )
+        self.status_writes = Counter(
+            "kidp_status_writes", "Status patches written, by kind.", ["kind"], registry=r
+        )
+        self._samplers: list[Callable[[], Iterable[Any]]] = []
+        r.register(_Sampled(self._samplers))
+
+    def add_sampler(self, sampler: Callable[[], Iterable[Any]]) -> None:
+        """`sampler()` yields metric families at scrape time (queue depth, watch age...)."""
+        self._samplers.append(sampler)
+
+    def set_phase(self, namespace: str, broker: str, phase: str) -> None:
+        for candidate in PHASES:
+            self.phase.labels(namespace, broker, candidate).set(1.0 if candidate == phase else 0.0)
+
+    def forget_broker(self, namespace: str, broker: str) -> None:
+        for candidate in PHASES:
+            with contextlib.suppress(KeyError):
+                self.phase.remove(namespace, broker, candidate)
+        for result in ("success", "failure"):
+            with contextlib.suppress(KeyError):
+                self.probes.remove(namespace, broker, result)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Sampled:
+    def __init__(self, samplers: list[Callable[[], Iterable[Any]]]) -> None:
+        self._samplers = samplers
+
+    def collect(self) -> Iterable[Any]:
+        for sampler in self._samplers:
+            yield from sampler()
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+
+def gauge(
+    name: str, documentation: str, values: dict[tuple[str, ...], float], labels: list[str]
+) -> Any:
+    """A GaugeMetricFamily with one sample per label tuple (for samplers)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for label_values, value in values.items():
+        family.add_metric(list(label_values), value)
+    return family

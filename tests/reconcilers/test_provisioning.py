@@ -1,0 +1,224 @@
+"""The Database reconciler's pure decisions and status patches."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kidp_ops.cluster.patching import merge_patch
+from kidp_ops.reconcilers import provisioning as p
+from kidp_ops.reconcilers.conditions import find, set_condition
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+BROKER = p.BrokerKey("kidp-system", "aws-1")
+
+
+def db(*, status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    metadata = {
+        "name": "orders",
+        "namespace": "team-payments",
+        "uid": "uid-1",
+        "generation": 1,
+        "resourceVersion": "7",
+        "finalizers": [p.FINALIZER],
+        **meta,
+    }
+    return {
+        "apiVersion": "platform.company.com/v1",
+        "kind": "Database",
+        "metadata": metadata,
+        "spec": {"engine": "postgresql", "target": "aws-us-west-2"},
+        "status": status or {},
+    }
+
+
+def step(manifest: dict[str, Any], last_contact: datetime | None = None) -> p.Step:
+    return p.next_step(manifest, now=NOW, last_contact=last_contact, poll_after=30)
+
+
+REF = {"name": "aws-1", "namespace": "kidp-system"}
+
+
+def test_the_steps_in_order() -> None:
+    assert step(db(finalizers=[])) == p.AddFinalizer()
+    assert step(db()) == p.Schedule()
+    assert step(db(status={"brokerRef": REF, "phase": "Provisioning"})) == p.Provision(BROKER)
+    waiting = db(status={"brokerRef": REF, "deploymentId": "d-1", "phase": "Provisioning"})
+    assert step(waiting) == p.AwaitResult(BROKER, "d-1", 0.0)  # after a restart: poll now
+    assert step(waiting, NOW - timedelta(seconds=10)) == p.AwaitResult(BROKER, "d-1", 20.0)
+    assert step(waiting, NOW - timedelta(seconds=99)) == p.AwaitResult(BROKER, "d-1", 0.0)
+    for phase in ("Ready", "Failed"):
+        done = db(status={"brokerRef": REF, "deploymentId": "d-1", "phase": phase})
+        assert isinstance(step(done), p.Idle)
+
+
+def test_deletion_steps() -> None:
+    deleting = {"deletionTimestamp": "2026-11-25T09:59:00Z"}
+    assert step(db(**deleting)) == p.RemoveFinalizer()  # never scheduled: nothing to clean up
+    with_id = db(status={"brokerRef": REF, "deploymentId": "d-1"}, **deleting)
+    assert step(with_id) == p.Deprovision(BROKER, "d-1")
+    intent_only = db(status={"brokerRef": REF, "phase": "Provisioning"}, **deleting)
+    assert step(intent_only) == p.FindDeployment(BROKER, "uid-1")
+    not_ours = db(finalizers=["other/finalizer"], **deleting)
+    assert isinstance(step(not_ours), p.Idle)
+
+
+def test_broker_ref_defaults_to_the_database_namespace() -> None:
+    assert p.broker_ref(db(status={"brokerRef": {"name": "b"}})) == p.BrokerKey(
+        "team-payments", "b"
+    )
+    assert p.broker_ref(db(status={"brokerRef": {}})) is None
+
+
+def test_finalizer_patch_keeps_other_finalizers_and_guards_the_version() -> None:
+    manifest = db(finalizers=["other/x"])
+    assert p.finalizer_patch(manifest, add=True) == {
+        "metadata": {"finalizers": ["other/x", p.FINALIZER], "resourceVersion": "7"}
+    }
+    manifest = db(finalizers=["other/x", p.FINALIZER])
+    assert p.finalizer_patch(manifest, add=False)["metadata"]["finalizers"] == ["other/x"]
+
+
+def apply(manifest: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
+    assert patch is not None
+    merged: dict[str, Any] = merge_patch(copy.deepcopy(manifest), patch)
+    return merged
+
+
+def test_a_whole_provisioning_story() -> None:
+    manifest = db()
+    manifest = apply(
+        manifest,
+        p.unschedulable_patch(
+            manifest, reason="NoBrokerAvailable", message="2 brokers: at capacity", now=NOW
+        ),
+    )
+    status = manifest["status"]
+    assert status["phase"] == "Pending"
+    scheduled = find(status["conditions"], "Scheduled")
+    assert scheduled is not None and scheduled["status"] == "False"
+    assert scheduled["message"] == "2 brokers: at capacity"
+    later = NOW + timedelta(seconds=5)
+    event = "Selected broker kidp-system/aws-1 (score 243.5 of 4 candidates)"
+    manifest = apply(manifest, p.intent_patch(manifest, broker=BROKER, event=event, now=later))
+    status = manifest["status"]
+    assert status["phase"] == "Provisioning"
+    assert status["brokerRef"] == REF
+    scheduled = find(status["conditions"], "Scheduled")
+    assert scheduled is not None and scheduled["lastTransitionTime"] == "2026-11-25T10:00:05Z"
+    ready = find(status["conditions"], "Ready")
+    # Ready stayed False since the first patch: its transition time did not move.
+    assert ready is not None and ready["lastTransitionTime"] == "2026-11-25T10:00:00Z"
+    manifest = apply(
+        manifest,
+        p.accepted_patch(manifest, broker=BROKER, deployment_id="d-9", message="queued", now=later),
+    )
+    assert manifest["status"]["deploymentId"] == "d-9"
+    assert "accepted the request (deployment d-9): queued" in manifest["status"]["message"]
+    result = p.DeploymentResult("Ready", "", "pg.internal", 5432, "orders-conn")
+    manifest = apply(manifest, p.result_patch(manifest, result=result, now=later))
+    status = manifest["status"]
+    assert (status["phase"], status["endpoint"], status["port"]) == ("Ready", "pg.internal", 5432)
+    assert status["connectionSecretRef"] == {"name": "orders-conn", "namespace": "team-payments"}
+    ready = find(status["conditions"], "Ready")
+    assert ready is not None and ready["status"] == "True" and ready["reason"] == "Provisioned"
+    assert status["observedGeneration"] == 1
+
+
+def test_results() -> None:
+    manifest = db(status={"brokerRef": REF, "deploymentId": "d", "message": "working"})
+    assert (
+        p.result_patch(manifest, result=p.DeploymentResult("Provisioning", "working"), now=NOW)
+        is None
+    )
+    assert p.result_patch(manifest, result=p.DeploymentResult("Provisioning"), now=NOW) is None
+    moved = p.result_patch(manifest, result=p.DeploymentResult("Provisioning", "50%"), now=NOW)
+    assert moved is not None and moved["status"]["message"] == "50%"
+    failed = apply(
+        manifest, p.result_patch(manifest, result=p.DeploymentResult("Failed", "quota"), now=NOW)
+    )
+    assert failed["status"]["phase"] == "Failed"
+    assert failed["status"]["message"] == "provisioning failed: quota"
+
+
+def test_provision_errors() -> None:
+    manifest = db(status={"brokerRef": REF, "phase": "Provisioning"})
+    transient = apply(
+        manifest,
+        p.provision_error_patch(
+            manifest, broker=BROKER, error="connection refused", permanent=False, now=NOW
+        ),
+    )
+    assert transient["status"]["phase"] == "Provisioning"
+    assert find(transient["status"]["conditions"], "Ready")["reason"] == "BrokerUnreachable"  # type: ignore[index]
+    permanent = apply(
+        manifest,
+        p.provision_error_patch(
+            manifest, broker=BROKER, error="HTTP 422: bad size", permanent=True, now=NOW
+        ),
+    )
+    assert permanent["status"]["phase"] == "Failed"
+    assert (
+        permanent["status"]["message"]
+        == "broker kidp-system/aws-1 rejected the request: HTTP 422: bad size"
+    )
+
+
+def test_deprovision_pending_then_accepted() -> None:
+    manifest = db(status={"brokerRef": REF, "deploymentId": "d", "phase": "Ready"})
+    pending = apply(
+        manifest,
+        p.deprovision_pending_patch(
+            manifest,
+            reason="BrokerUnreachable",
+            message="broker kidp-system/aws-1: connection refused",
+            now=NOW,
+        ),
+    )
+    assert pending["status"]["phase"] == "Deleting"
+    condition = find(pending["status"]["conditions"], "DeprovisionPending")
+    assert condition is not None and condition["reason"] == "BrokerUnreachable"
+    done = apply(pending, p.deprovision_accepted_patch(pending, broker=BROKER, now=NOW))
+    assert find(done["status"]["conditions"], "DeprovisionPending") is None
+
+
+def test_long_messages_are_clipped() -> None:
+    manifest = db()
+    patch = p.unschedulable_patch(
+        manifest, reason="NoBrokerAvailable", message="x" * 50_000, now=NOW
+    )
+    assert len(patch["status"]["message"]) == p.MESSAGE_LIMIT
+
+
+statuses = st.sampled_from(["True", "False", "Unknown"])
+
+
+@given(st.lists(statuses, min_size=1, max_size=12))
+def test_transition_time_moves_only_when_status_flips(sequence: list[str]) -> None:
+    conditions: list[Any] = []
+    previous: tuple[str, str] | None = None
+    for second, state in enumerate(sequence):
+        now = NOW + timedelta(seconds=second)
+        conditions = set_condition(
+            conditions, type_="Ready", status=state, reason="R", message=str(second), now=now
+        )
+        current = find(conditions, "Ready")
+        assert current is not None and len(conditions) == 1
+        if previous is not None and previous[0] == state:
+            assert current["lastTransitionTime"] == previous[1]
+        else:
+            assert current["lastTransitionTime"] == now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        previous = (state, current["lastTransitionTime"])
+
+
+@pytest.mark.parametrize("other_first", [True, False])
+def test_set_condition_keeps_other_types_in_place(other_first: bool) -> None:
+    other = {"type": "Scheduled", "status": "True", "lastTransitionTime": "x"}
+    start = [other] if other_first else []
+    result = set_condition(start, type_="Ready", status="True", reason="R", message="m", now=NOW)
+    assert [c["type"] for c in result] == (["Scheduled", "Ready"] if other_first else ["Ready"])
