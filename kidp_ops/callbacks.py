@@ -6,21 +6,32 @@ with the request), its timestamp is within +-5 minutes of our clock, and the sam
 signature was not seen before (replay). Then the Database is found through an index on
 `status.deploymentId` (not a list scan) and must name the sender in `status.brokerRef`.
 
-`CallbackGate.check` is the whole decision, without I/O; the daemon's HTTP handler reads
-the request, asks the gate, and patches the Database it names.
+`CallbackGate.check` is the whole decision, without I/O; `handle_callback` is the glue an
+HTTP handler calls (the daemon's and the tests'): ask the gate, then hand an accepted result
+to the DatabaseReconciler, which writes it.
+
+A callback can overtake the write of its own deploymentId (the broker may answer the
+provision request and call back at almost the same moment). The gate then answers 503, so
+the broker retries, when the Database the payload names is waiting for a deploymentId
+from this very broker; a deploymentId nobody knows otherwise is a 404.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kidp_ops.brokerapi.signing import HEADER_BROKER_NAME, HEADER_SIGNATURE, HEADER_TIMESTAMP
-from kidp_ops.reconcilers.provisioning import DeploymentResult
+from kidp_ops.cluster.base import ClusterError, NotFound
+from kidp_ops.reconcilers.provisioning import DeploymentResult, broker_ref
+
+if TYPE_CHECKING:
+    from kidp_ops.model.resources import Broker
 
 CLOCK_SKEW = timedelta(minutes=5)
 REPLAY_MEMORY = 100_000
@@ -37,6 +48,7 @@ class Verdict:
     database: str = ""
     deployment_id: str = ""
     result: DeploymentResult | None = None
+    signature: str = ""  # of an accepted callback, remembered against replays
 
     @property
     def accepted(self) -> bool:
@@ -63,6 +75,9 @@ class DeploymentIndex:
 
     def database_for(self, deployment_id: str) -> str | None:
         return self._by_deployment.get(deployment_id)
+
+    def deployment_of(self, database: str) -> str | None:
+        return self._by_database.get(database)
 
     def __len__(self) -> int:
         return len(self._by_deployment)
@@ -119,7 +134,13 @@ class CallbackGate:
         verdict = self._payload(broker, body)
         if verdict.accepted:
             self._remember(signature, when, now)
+            return dataclasses.replace(verdict, signature=signature)
         return verdict
+
+    def forget(self, signature: str) -> None:
+        """Un-remember an accepted callback that could not be applied, so that the
+        broker's retry (which may carry the same signature) is not taken for a replay."""
+        self._seen.pop(signature, None)
 
     def _payload(self, broker: str, body: bytes) -> Verdict:
         try:
@@ -131,6 +152,11 @@ class CallbackGate:
         deployment_id = payload["deploymentId"]
         database = self._index.database_for(deployment_id)
         if database is None:
+            named = f"{payload.get('namespace')}/{payload.get('resourceName')}"
+            if self._index.deployment_of(named) is None and self._broker_ref_of(named) == broker:
+                return Verdict(
+                    503, f"deployment {deployment_id} of {named} not recorded yet; retry", broker
+                )
             return Verdict(404, f"no Database has deployment {deployment_id}", broker)
         if self._broker_ref_of(database) != broker:
             return Verdict(
@@ -164,14 +190,86 @@ def result_of(payload: Mapping[str, Any]) -> DeploymentResult | None:
     status = payload.get("status")
     port = payload.get("port")
     message = str(payload.get("message") or "")
+    deployment_id = str(payload.get("deploymentId") or "") or None
     if status == "success":
         return DeploymentResult(
             "Ready",
             message,
             payload.get("endpoint") or None,
-            port if isinstance(port, int) else None,
+            port if isinstance(port, int) and not isinstance(port, bool) else None,
             payload.get("connectionSecret") or None,
+            deployment_id=deployment_id,
         )
     if status == "failed":
-        return DeploymentResult("Failed", str(payload.get("error") or message))
-    return DeploymentResult("Provisioning", message)
+        return DeploymentResult(
+            "Failed", str(payload.get("error") or message), deployment_id=deployment_id
+        )
+    return DeploymentResult("Provisioning", message, deployment_id=deployment_id)
+
+
+# --- the glue an HTTP handler calls --------------------------------------------------------
+
+
+class ResultWriter(Protocol):
+    """What the callback glue needs from the DatabaseReconciler."""
+
+    def current(self, key: str) -> Mapping[str, Any] | None: ...
+
+    async def apply_result(
+        self, obj: Mapping[str, Any], result: DeploymentResult | None
+    ) -> None: ...
+
+
+class BrokerLookup(Protocol):
+    def get(self, key: str) -> Broker | None: ...
+
+
+def callback_gate(
+    *, brokers: BrokerLookup, databases: ResultWriter, index: DeploymentIndex
+) -> CallbackGate:
+    """A gate that trusts the keys in the registry's Brokers and the brokerRef of the
+    Databases as the reconciler last wrote them (its own writes before the watch shows them)."""
+
+    def public_key_for(key: str) -> str | None:
+        broker = brokers.get(key)
+        if broker is None:
+            return None
+        return broker.status.callback_public_key or None
+
+    def broker_ref_of(key: str) -> str | None:
+        obj = databases.current(key)
+        ref = broker_ref(obj) if obj is not None else None
+        return ref.key if ref is not None else None
+
+    return CallbackGate(public_key_for=public_key_for, broker_ref_of=broker_ref_of, index=index)
+
+
+async def handle_callback(
+    gate: CallbackGate,
+    databases: ResultWriter,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: datetime,
+) -> Verdict:
+    """Check one callback and, when accepted, write its result on the Database.
+
+    The answer's status is what to send back: 2xx accepted; 503 (write failed, or the
+    deployment not recorded yet) asks the broker to retry; other 4xx refuse for good.
+    """
+    verdict = gate.check(headers, body, now=now)
+    if not verdict.accepted or verdict.result is None:
+        return verdict
+    obj = databases.current(verdict.database)
+    if obj is None:
+        gate.forget(verdict.signature)
+        return dataclasses.replace(verdict, status=404, reason=f"{verdict.database} is gone")
+    try:
+        await databases.apply_result(obj, verdict.result)
+    except NotFound:
+        gate.forget(verdict.signature)
+        return dataclasses.replace(verdict, status=404, reason=f"{verdict.database} is gone")
+    except ClusterError as exc:
+        gate.forget(verdict.signature)
+        return dataclasses.replace(verdict, status=503, reason=f"cannot write status: {exc}")
+    return verdict

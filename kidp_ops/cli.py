@@ -122,14 +122,97 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_broker_parser(sub, target)
 
-    sub.add_parser(
+    _daemon_parser(sub, target)
+    dev = sub.add_parser(
         "dev",
         parents=[target],
         help="the embedded default: everything on this machine, no cluster needed",
-        description="Run kidp-ops on this machine with no cluster: the embedded store, the "
-        "CRDs and the dev samples.",
+        description="Run kidp-ops on this machine with no cluster: the embedded store (in "
+        "--state), the CRDs and dev samples, five reference brokers on 127.0.0.1:18081-18085 "
+        "(one flaps, one fills up), the reconcilers, and Databases created over time, with a "
+        "live view. Other terminals can use `kidp-ops get/apply/select` on the same --state.",
+    )
+    dev.add_argument(
+        "--headless", action="store_true", help="no live view: log lines, then a summary"
+    )
+    dev.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
+    dev.add_argument(
+        "--http-addr",
+        type=_host_port,
+        default=("127.0.0.1", 18080),
+        metavar="HOST:PORT",
+        help="metrics, health and callback server (default: 127.0.0.1:18080)",
+    )
+    dev.add_argument(
+        "--create-every",
+        type=_positive_float,
+        default=4.0,
+        metavar="S",
+        help="create a Database every S seconds (default: %(default)s)",
     )
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT (for example 127.0.0.1:8080 or 0.0.0.0:8080)"
+        )
+    return host or "0.0.0.0", int(port)
+
+
+def _daemon_parser(sub: Any, target: argparse.ArgumentParser) -> None:
+    daemon = sub.add_parser(
+        "daemon",
+        parents=[target],
+        help="run the reconcilers (health checks, selection, provisioning) against a cluster",
+        description="The headless reconcile daemon: health-checks every Broker, provisions "
+        "and deprovisions Databases, serves /metrics, /healthz, /readyz and the signed "
+        "broker callbacks on one HTTP port. Stops gracefully on SIGTERM or Ctrl-C.",
+    )
+    daemon.add_argument(
+        "--http-addr",
+        type=_host_port,
+        default=("127.0.0.1", 8080),
+        metavar="HOST:PORT",
+        help="where to serve metrics, health and callbacks (default: 127.0.0.1:8080)",
+    )
+    daemon.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="the URL brokers call back (default: this server's own /v1/callback)",
+    )
+    daemon.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconcile only while holding the Lease kidp-system/kidp-ops-daemon, so two "
+        "daemons on one cluster or state never both act (default: on)",
+    )
+    daemon.add_argument("--log-format", choices=("text", "json"), default="text")
+    daemon.add_argument(
+        "--poll-after",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="poll a broker's /v1/status when no callback came within S seconds (default: 30)",
+    )
 
 
 CLOUD_PROVIDERS = ("azure", "aws", "gcp", "on-prem")  # kept equal to the model's by a test
@@ -236,7 +319,32 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         )
     if args.command == "select":
         return _select(args, target, args.usage_error)
-    return lambda: commands.dev_preview(target, out=out, err=err)
+    if args.command == "daemon":
+        return _daemon(args, target)
+    from kidp_ops import devenv
+
+    options = devenv.DevOptions(
+        headless=args.headless,
+        duration=args.duration,
+        http_host=args.http_addr[0],
+        http_port=args.http_addr[1],
+        create_every=args.create_every,
+    )
+    return lambda: devenv.run(target, options, out=out, err=err)
+
+
+def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any, Any, int]]:
+    from kidp_ops import daemon, logs
+
+    logs.configure(args.log_format)
+    config = daemon.DaemonConfig(
+        http_host=args.http_addr[0],
+        http_port=args.http_addr[1],
+        callback_url=args.callback_url,
+        leader_elect=args.leader_elect,
+        poll_after=args.poll_after,
+    )
+    return lambda: daemon.serve(target, config, err=sys.stderr)
 
 
 def _select(

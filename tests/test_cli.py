@@ -246,17 +246,6 @@ def test_help_lists_every_command() -> None:
         assert command in result.stdout
 
 
-def test_dev_preview_applies_samples_and_is_idempotent(tmp_path: Path) -> None:
-    state = str(tmp_path / "state")
-    first = kidp("dev", "--state", state)
-    assert first.returncode == 0, first.stderr
-    assert "broker.platform.company.com/dev-azure-eastus created" in first.stdout
-    assert "dev-gcp-europe-west1" in first.stdout and "payments-ledger" in first.stdout
-    second = kidp("dev", "--state", state)
-    assert "broker.platform.company.com/dev-azure-eastus unchanged" in second.stdout
-    assert " created" not in second.stdout
-
-
 def test_cli_against_a_cluster_through_kubeconfig(tmp_path: Path) -> None:
     """apply/get/delete with --kubeconfig go through the kubernetes client over HTTP."""
     from kidp_ops.cluster.embedded import EmbeddedCluster

@@ -233,8 +233,11 @@ class EmbeddedCluster(Cluster):
                 yield storage.bookmark(kind, cursor)
                 last_sent = now
             wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - now)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as the wait ends, leaving the watch running.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await changed.wait()
 
     # --- housekeeping ------------------------------------------------------------------
 

@@ -64,8 +64,9 @@ class WatchThread:
             item = await self._queue.get()
         else:
             remaining = self._deadline - time.monotonic()
-            try:
-                item = await asyncio.wait_for(self._queue.get(), max(remaining, 0))
+            try:  # asyncio.timeout: wait_for may swallow a cancellation on Python 3.11
+                async with asyncio.timeout(max(remaining, 0)):
+                    item = await self._queue.get()
             except TimeoutError:
                 return None
         if isinstance(item, BaseException):

@@ -231,8 +231,26 @@ def _write(
     name: str,
     decide: Callable[[Manifest | None], Decision],
 ) -> Manifest | None:
-    """One atomic read-decide-write. `decide` sees the current object (or None)."""
+    """One atomic read-decide-write. `decide` sees the current object (or None).
+
+    Whatever `decide` raises (NotFound, Conflict, AlreadyExists...) rolls the transaction
+    back here, so a caller that catches it (apply's create-or-update race) can go on."""
     conn.execute("BEGIN IMMEDIATE")
+    try:
+        return _decide_and_write(conn, kind, ns, name, decide)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _decide_and_write(
+    conn: sqlite3.Connection,
+    kind: ResourceKind,
+    ns: str,
+    name: str,
+    decide: Callable[[Manifest | None], Decision],
+) -> Manifest | None:
     event_type, obj = decide(_current(conn, kind, ns, name))
     if event_type is None or obj is None:
         conn.execute("COMMIT")

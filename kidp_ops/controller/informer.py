@@ -119,7 +119,8 @@ class Informer:
         return self._synced.is_set()
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._synced.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
 
     def seconds_since_event(self) -> float | None:
         """Age of the last change event (not bookmarks); None before the first one."""

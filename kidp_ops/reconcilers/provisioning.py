@@ -150,10 +150,12 @@ def next_step(
         return AddFinalizer()
     if ref is None:
         return Schedule()
+    if status.get("phase") in ("Ready", "Failed"):
+        # Failed without a deploymentId is a rejected request: asking again on every
+        # unrelated event would only be rejected again.
+        return Idle(f"phase {status.get('phase')}")
     if not deployment_id:
         return Provision(ref)
-    if status.get("phase") in ("Ready", "Failed"):
-        return Idle(f"phase {status.get('phase')}")
     if last_contact is None:
         return AwaitResult(ref, deployment_id, 0.0)
     waited = (now - last_contact).total_seconds()
@@ -259,6 +261,23 @@ def accepted_patch(
     )
 
 
+def rescheduled_patch(manifest: Manifest, *, broker: BrokerKey, error: str, now: datetime) -> Patch:
+    """The broker refused for lack of room (429): it created nothing, so the intent is
+    dropped (brokerRef removed) and the Database is selected again."""
+    text = f"broker {broker} has no room ({error}); selecting again"
+    return _status_patch(
+        manifest,
+        now=now,
+        phase="Pending",
+        brokerRef=None,
+        message=_clip(text),
+        conditions=[
+            (SCHEDULED, "False", "BrokerAtCapacity", text),
+            (READY, "False", "Pending", "waiting for a broker"),
+        ],
+    )
+
+
 def provision_error_patch(
     manifest: Manifest, *, broker: BrokerKey, error: str, permanent: bool, now: datetime
 ) -> Patch:
@@ -290,11 +309,24 @@ class DeploymentResult:
     endpoint: str | None = None
     port: int | None = None
     connection_secret: str | None = None
+    deployment_id: str | None = None  # when known: a result for another deployment is stale
+
+
+def _where(endpoint: str | None, port: int | None) -> str:
+    if not endpoint:
+        return ""
+    return f"{endpoint}:{port}" if port is not None else endpoint
 
 
 def result_patch(manifest: Manifest, *, result: DeploymentResult, now: datetime) -> Patch | None:
-    """Ready (endpoint, port, secret, Ready=True) or Failed; None when nothing changes."""
+    """Ready (endpoint, port, secret, Ready=True) or Failed; None when nothing changes, and
+    for a Database being deleted or a result about a deployment it no longer has."""
     status = _status(manifest)
+    if _meta(manifest).get("deletionTimestamp"):
+        return None
+    current = status.get("deploymentId")
+    if result.deployment_id and current and result.deployment_id != current:
+        return None
     if result.phase == "Provisioning":
         if not result.message or result.message == status.get("message"):
             return None
@@ -311,7 +343,8 @@ def result_patch(manifest: Manifest, *, result: DeploymentResult, now: datetime)
                 "name": result.connection_secret,
                 "namespace": namespace,
             }
-        text = f"provisioned: {result.endpoint}:{result.port}" if result.endpoint else "provisioned"
+        where = _where(result.endpoint, result.port)
+        text = f"provisioned: {where}" if where else "provisioned"
         return _status_patch(
             manifest, now=now, conditions=[(READY, "True", "Provisioned", text)], **fields
         )

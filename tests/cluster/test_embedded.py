@@ -129,3 +129,24 @@ async def test_store_without_crds_rejects_custom_kinds(tmp_path: Path) -> None:
         assert (await cluster.create(broker_manifest("b")))["metadata"]["name"] == "b"
     finally:
         await cluster.close()
+
+
+def test_a_refused_write_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """apply's create-or-update race catches AlreadyExists from inside a write: the store
+    connection must be usable afterwards (it once was left inside the transaction)."""
+    import sqlite3
+
+    from kidp_ops.cluster import storage
+    from kidp_ops.cluster.base import BROKERS, AlreadyExists
+    from kidp_ops.cluster.embedded import _open_db
+
+    conn: sqlite3.Connection = _open_db(tmp_path / "store.db")
+
+    def refuse(current: object) -> storage.Decision:
+        raise AlreadyExists("someone else created it")
+
+    with pytest.raises(AlreadyExists):
+        storage._write(conn, BROKERS, "ns", "b", refuse)
+    assert not conn.in_transaction
+    storage._write(conn, BROKERS, "ns", "b", lambda current: (None, None))
+    conn.close()

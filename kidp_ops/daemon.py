@@ -1,0 +1,380 @@
+"""The composition root: cluster + informers + registry + reconcilers + one HTTP server.
+
+    daemon = Daemon(cluster, DaemonConfig(...))
+    await daemon.run(stop)     # until `stop` is set (SIGTERM/SIGINT in the CLI)
+
+Informers run on every replica (the callback endpoint and /readyz need their caches); the
+reconcilers run only on the leader of the Lease (when leader election is on). Losing the
+lease stops the reconcilers at once and campaigns again. Stopping finishes in-flight
+reconciles within the grace period, then releases the lease.
+
+HTTP (aiohttp, one port): `/metrics` (Prometheus), `/healthz` (the process answers),
+`/readyz` (informers synced and their watches not stale; a standby replica is ready too),
+`/v1/callback` (signed broker callbacks, on any replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kidp_ops.cluster.base import BROKERS, DATABASES, Cluster
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from kidp_ops.callbacks import CallbackGate
+    from kidp_ops.controller.leader import LeaderElector
+    from kidp_ops.history import HistorySink
+
+log = logging.getLogger("kidp_ops.daemon")
+
+LEASE_NAME = "kidp-ops-daemon"
+DEFAULT_HTTP = ("127.0.0.1", 8080)
+
+
+class DaemonError(Exception):
+    """A start-up problem a person fixes (port taken, bad address); one line."""
+
+
+@dataclass
+class DaemonConfig:
+    http_host: str = DEFAULT_HTTP[0]
+    http_port: int = DEFAULT_HTTP[1]
+    callback_url: str | None = None  # default: this server's own /v1/callback
+    leader_elect: bool = True
+    lease_name: str = LEASE_NAME
+    lease_namespace: str = field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE", "kidp-system")
+    )
+    identity: str | None = field(default_factory=lambda: os.environ.get("POD_NAME") or None)
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    broker_workers: int = 256
+    database_workers: int = 16
+    poll_after: float = 30.0
+    grace: float = 25.0
+    stale_after: float = 120.0  # /readyz fails when a watch has been silent this long
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    def __init__(
+        self, cluster: Cluster, config: DaemonConfig, *, history: HistorySink | None = None
+    ) -> None:
+        from kidp_ops.brokerapi.pool import BrokerClients
+        from kidp_ops.callbacks import DeploymentIndex
+        from kidp_ops.controller.informer import Informer
+        from kidp_ops.health.credentials import SecretCache
+        from kidp_ops.history import NullSink
+        from kidp_ops.metrics import Metrics
+        from kidp_ops.registry import BrokerRegistry
+
+        self.cluster = cluster
+        self.config = config
+        self.history = history or NullSink()
+        self.metrics = Metrics()
+        self.brokers = Informer(cluster, BROKERS)
+        self.databases = Informer(cluster, DATABASES)
+        self.registry = BrokerRegistry()
+        self.index = DeploymentIndex()
+        self.secrets = SecretCache(cluster)
+        self.clients = BrokerClients(self.secrets)
+        self.gate: CallbackGate | None = None
+        self.elector: LeaderElector | None = None
+        self.leading = asyncio.Event()
+        self.callback_url = config.callback_url or ""
+        self._runner: web.AppRunner | None = None
+        self.http_url = ""
+        self._prober: Any = None
+        self.broker_reconciler: Any = None
+        self.database_reconciler: Any = None
+        self._queues: dict[str, Any] = {}
+
+    # --- running ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve HTTP, keep the caches, reconcile while leading; return once `stop` is set
+        and everything is shut down."""
+        from kidp_ops.health.probing import Prober
+
+        await self._start_http()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._stop_http)
+            stack.push_async_callback(self.clients.aclose)
+            self._prober = await stack.enter_async_context(Prober(cluster=self.cluster))
+            self._build_reconcilers()
+            await stack.enter_async_context(self.brokers.running())
+            await stack.enter_async_context(self.databases.running())
+            await self._reconcile_until(stop)
+
+    def _build_reconcilers(self) -> None:
+        from kidp_ops.callbacks import callback_gate
+        from kidp_ops.reconcilers.broker import BrokerReconciler
+        from kidp_ops.reconcilers.database import DatabaseReconciler
+
+        self.broker_reconciler = BrokerReconciler(
+            cluster=self.cluster,
+            informer=self.brokers,
+            prober=self._prober,
+            history=self.history,
+            metrics=self.metrics,
+        )
+        self.database_reconciler = DatabaseReconciler(
+            cluster=self.cluster,
+            informer=self.databases,
+            registry=self.registry,
+            clients=self.clients,
+            callback_url=self.callback_url,
+            history=self.history,
+            metrics=self.metrics,
+            poll_after=self.config.poll_after,
+        )
+        self.gate = callback_gate(
+            brokers=self.registry, databases=self.database_reconciler, index=self.index
+        )
+        self.brokers.add_handler(self.registry.handle)
+        self.brokers.add_handler(self.broker_reconciler.handle)
+        self.brokers.add_handler(self.database_reconciler.on_broker)
+        self.databases.add_handler(self.index.handle)
+        self.databases.add_handler(self.database_reconciler.handle)
+        self.metrics.add_sampler(self._samples)
+
+    async def _reconcile_until(self, stop: asyncio.Event) -> None:
+        await self.brokers.wait_synced()
+        await self.databases.wait_synced()
+        if not self.config.leader_elect:
+            await self._lead(stop)
+            return
+        from kidp_ops.controller.leader import LeaderElector, LeadershipLost
+
+        while not stop.is_set():
+            self.elector = LeaderElector(
+                self.cluster,
+                name=self.config.lease_name,
+                namespace=self.config.lease_namespace,
+                identity=self.config.identity,
+                lease_duration=self.config.lease_duration,
+                renew_deadline=self.config.renew_deadline,
+                retry_period=self.config.retry_period,
+            )
+            campaign = asyncio.create_task(self.elector.run(lambda: self._lead(stop)))
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({campaign, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not campaign.done() and not self.elector.is_leader:
+                    campaign.cancel()
+                await asyncio.wait({campaign})
+            finally:
+                stopped.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stopped
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    campaign.result()
+                except LeadershipLost as exc:
+                    log.error("lost the lease (%s); campaigning again", exc)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """The leader's work: both reconcilers' worker pools, until `stop`."""
+        from kidp_ops.controller.queue import WorkerPool, WorkQueue
+
+        log.info("leading: reconciling brokers and databases")
+        pools = []
+        for reconciler, workers in (
+            (self.broker_reconciler, self.config.broker_workers),
+            (self.database_reconciler, self.config.database_workers),
+        ):
+            queue: WorkQueue[str] = WorkQueue()
+            self._queues[reconciler.name] = queue
+            pools.append(
+                WorkerPool(queue, self._counted(reconciler), workers=workers, name=reconciler.name)
+            )
+            reconciler.attach(queue)
+        self.leading.set()
+        tasks = [asyncio.create_task(pool.run(), name=f"{pool.name}-pool") for pool in pools]
+        try:
+            await stop.wait()
+            await asyncio.gather(*(pool.stop(grace=self.config.grace) for pool in pools))
+        finally:
+            self.leading.clear()
+            for reconciler in (self.broker_reconciler, self.database_reconciler):
+                reconciler.detach()
+            for pool in pools:
+                pool.queue.shutdown()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._queues.clear()
+
+    def _counted(self, reconciler: Any) -> Any:
+        metrics, name = self.metrics, reconciler.name
+
+        async def reconcile(key: str) -> Any:
+            metrics.reconciles.labels(name).inc()
+            try:
+                return await reconciler.reconcile(key)
+            except Exception:
+                metrics.reconcile_errors.labels(name).inc()
+                raise
+
+        return reconcile
+
+    # --- metrics sampled at scrape time -------------------------------------------------
+
+    def _samples(self) -> Iterable[Any]:
+        from kidp_ops.metrics import gauge
+
+        yield gauge(
+            "kidp_workqueue_depth",
+            "Keys waiting in each controller's work queue.",
+            {(name,): float(len(queue)) for name, queue in self._queues.items()},
+            ["controller"],
+        )
+        ages: dict[tuple[str, ...], float] = {}
+        for informer in (self.brokers, self.databases):
+            age = informer.seconds_since_contact()
+            if age is not None:
+                ages[(informer.kind.resource,)] = age
+        yield gauge(
+            "kidp_watch_last_event_age_seconds",
+            "Seconds since each informer's watch last showed a sign of life.",
+            ages,
+            ["resource"],
+        )
+        yield gauge(
+            "kidp_leader",
+            "1 while this replica reconciles.",
+            {(): float(self.leading.is_set())},
+            [],
+        )
+        yield gauge(
+            "kidp_brokers_known", "Brokers in the registry.", {(): float(len(self.registry))}, []
+        )
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    async def _start_http(self) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_post("/v1/callback", self._callback)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.http_host, self.config.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{self.config.http_host}:{self.config.http_port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise DaemonError(
+                    f"cannot listen on {where}: the address is already in use"
+                ) from None
+            raise DaemonError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        self._runner = runner
+        port = self.config.http_port
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            port = server.sockets[0].getsockname()[1]
+        host = self.config.http_host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        self.http_url = f"http://{shown}:{port}"
+        if not self.callback_url:
+            self.callback_url = f"{self.http_url}/v1/callback"
+
+    async def _stop_http(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.Response(text="ok\n")
+
+    def readiness_problems(self) -> list[str]:
+        problems = []
+        for informer in (self.brokers, self.databases):
+            name = informer.kind.resource
+            if not informer.has_synced:
+                problems.append(f"{name} informer has not synced")
+                continue
+            age = informer.seconds_since_contact()
+            if age is not None and age > self.config.stale_after:
+                problems.append(f"{name} watch silent for {age:.0f}s")
+        return problems
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        problems = self.readiness_problems()
+        if problems:
+            return web.Response(status=503, text="not ready: " + "; ".join(problems) + "\n")
+        return web.Response(text="ok\n")
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        from kidp_ops.callbacks import handle_callback
+
+        body = await request.read()
+        if self.gate is None or self.database_reconciler is None:
+            return web.json_response({"accepted": False, "reason": "starting"}, status=503)
+        verdict = await handle_callback(
+            self.gate, self.database_reconciler, request.headers, body, now=utc_now()
+        )
+        self.metrics.callbacks.labels("accepted" if verdict.accepted else str(verdict.status)).inc()
+        if not verdict.accepted:
+            log.warning("callback refused (%d): %s", verdict.status, verdict.reason)
+        return web.json_response(
+            {"accepted": verdict.accepted, "reason": verdict.reason}, status=verdict.status
+        )
+
+
+async def serve(target: Any, config: DaemonConfig, *, err: Any) -> int:
+    """`kidp-ops daemon`: run until SIGTERM/SIGINT; 0 after a graceful stop, 1 on a
+    start-up problem (printed as one line)."""
+    from kidp_ops.commands import connect
+    from kidp_ops.controller.shutdown import stop_on_signals
+
+    stop = asyncio.Event()
+    async with await connect(target) as cluster:
+        daemon = Daemon(cluster, config)
+        with stop_on_signals(stop):
+            run = asyncio.create_task(daemon.run(stop), name="daemon")
+            while not daemon.http_url and not run.done():
+                await asyncio.sleep(0.01)
+            if daemon.http_url:
+                log.info(
+                    "serving %s (/metrics /healthz /readyz /v1/callback); callbacks go to %s",
+                    daemon.http_url,
+                    daemon.callback_url,
+                )
+            try:
+                await run
+            except DaemonError as exc:
+                print(f"error: {exc}", file=err)
+                return 1
+    log.info("stopped")
+    return 0
