@@ -207,6 +207,14 @@ def _daemon_parser(sub: Any, target: argparse.ArgumentParser) -> None:
     )
     daemon.add_argument("--log-format", choices=("text", "json"), default="text")
     daemon.add_argument(
+        "--lease-duration",
+        type=_positive_float,
+        default=15.0,
+        metavar="S",
+        help="how long a lease holder that stopped renewing keeps it before another "
+        "daemon takes over; renewals are due within 2/3 of it (default: 15)",
+    )
+    daemon.add_argument(
         "--poll-after",
         type=_positive_float,
         default=30.0,
@@ -343,6 +351,9 @@ def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any
         callback_url=args.callback_url,
         leader_elect=args.leader_elect,
         poll_after=args.poll_after,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.lease_duration * 2 / 3,
+        retry_period=args.lease_duration / 7.5,
     )
     return lambda: daemon.serve(target, config, err=sys.stderr)
 

@@ -376,5 +376,10 @@ async def serve(target: Any, config: DaemonConfig, *, err: Any) -> int:
             except DaemonError as exc:
                 print(f"error: {exc}", file=err)
                 return 1
+            except asyncio.CancelledError:  # a second signal: stop now
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+                log.warning("stopped without finishing in-flight work")
+                return 130
     log.info("stopped")
     return 0

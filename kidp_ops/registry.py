@@ -205,6 +205,16 @@ class BrokerRegistry:
         self._expire()
         return dict(self._counts)
 
+    def eligible_count(self, criteria: SelectionCriteria) -> int:
+        """How many brokers pass every filter for `criteria` now (reservations counted):
+        the "of N candidates" of a decision. Reads only the matching buckets."""
+        if self._reservations:
+            self._expire()
+        buckets = self._buckets_for(criteria)
+        if len(buckets) == 1:
+            return len(buckets[0])
+        return len({entry[2] for bucket in buckets for entry in bucket})
+
     def explain(
         self, criteria: SelectionCriteria, *, now: datetime | None = None
     ) -> list[Candidate]:

@@ -70,6 +70,8 @@ DAEMON_ARGS = [
     "--leader-elect",
     "--log-format",
     "json",
+    "--callback-url",
+    "http://kidp-ops.kidp-system.svc:8080/v1/callback",
 ]
 # What kustomize v5 says about `bases`, which deploy/kustomization.yaml keeps for the
 # kustomize v2.0.3 inside Debian 12's kubectl (see the comment in that file).
@@ -471,3 +473,17 @@ def test_ensure_debian_tools_maps_commands_to_packages() -> None:
         "missing kidp-pkg kidp-plain-tool: install them (apt-get install kidp-pkg kidp-plain-tool)"
     )
     assert "ensure_debian_tools kubectl:kubernetes-client tmux" in (REPO / "test").read_text()
+
+
+def test_the_deployment_args_parse_with_the_real_cli() -> None:
+    """The container's arguments are ones `kidp-ops daemon` accepts (a renamed flag fails here)."""
+    from kidp_ops.cli import build_parser
+
+    deployment = next(
+        d for d in yaml.safe_load_all((REPO / "deploy" / "deployment.yaml").read_text()) if d
+    )
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "daemon" and parsed.in_cluster and parsed.leader_elect
+    assert parsed.http_addr == ("0.0.0.0", 8080)
+    assert parsed.callback_url == "http://kidp-ops.kidp-system.svc:8080/v1/callback"

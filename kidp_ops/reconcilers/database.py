@@ -252,18 +252,14 @@ class DatabaseReconciler:
                 await self._patch_status(obj, patch)
                 await self._event(obj, "InvalidPlacement", message, warning=True)
             return None
+        count = self.registry.eligible_count(criteria)  # before the reservation
         chosen = self.registry.select(criteria, now=now, reserve_for=database.metadata.uid)
         if chosen is None:
             await self._no_broker(key, obj, criteria, now)
             return None
         self._waiting.discard(key)
         broker = p.BrokerKey(chosen.broker.metadata.namespace, chosen.broker.metadata.name)
-        count = (
-            self.registry.eligible_count(criteria)
-            if hasattr(self.registry, "eligible_count")
-            else None
-        )
-        of = f" of {count} candidates" if count is not None else ""
+        of = f" of {count} candidates"
         event = f"Selected broker {broker} (score {chosen.score:.1f}{of})"
         self._record_selection(key, criteria, chosen.broker.key, chosen.score, now)
         obj = await self._patch_status(
