@@ -174,6 +174,8 @@ def _host_port(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not HOST:PORT (for example 127.0.0.1:8080 or 0.0.0.0:8080)"
         )
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address: [::1]:8080
+        host = host[1:-1]
     return host or "0.0.0.0", int(port)
 
 

@@ -177,9 +177,11 @@ class Daemon:
                     campaign.cancel()
                 await asyncio.wait({campaign})
             finally:
+                # Cancelled ourselves (a second signal): stop leading now, and release the
+                # lease while the store is still open (not after, from asyncio.run's cleanup).
                 stopped.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stopped
+                campaign.cancel()
+                await asyncio.gather(campaign, stopped, return_exceptions=True)
             with contextlib.suppress(asyncio.CancelledError):
                 try:
                     campaign.result()
@@ -293,6 +295,8 @@ class Daemon:
             port = server.sockets[0].getsockname()[1]
         host = self.config.http_host
         shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        if ":" in shown:  # an IPv6 address goes in brackets in a URL
+            shown = f"[{shown}]"
         self.http_url = f"http://{shown}:{port}"
         if not self.callback_url:
             self.callback_url = f"{self.http_url}/v1/callback"

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -286,7 +287,7 @@ def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -
         table(brokers, BROKERS, now=now, wide=False),
         "",
         "databases: " + (", ".join(f"{n} {p}" for p, n in sorted(phases.items())) or "none yet"),
-        table(databases[:12], DATABASES, now=now, wide=True, show_namespace=True)
+        table(databases[:12], DATABASES, now=now, wide=False, show_namespace=True)
         if databases
         else "",
         "",
@@ -296,10 +297,11 @@ def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -
         chosen = (
             f"-> {record.broker} (score {record.score:.1f})"
             if record.broker
-            else f"-> none: {record.reason[:90]}"
+            else "-> none: " + record.reason.partition("): ")[2]
         )
         lines.append(f"  {record.time:%H:%M:%S} {record.request} {chosen}")
-    return "\n".join(lines)
+    width = shutil.get_terminal_size((160, 50)).columns
+    return "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in lines)
 
 
 def one_line(daemon: Daemon) -> str:
@@ -371,7 +373,8 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
         daemon = Daemon(cluster, config, history=sink)
         failure: Exception | None = None
         try:
-            with stop_on_signals(stop):
+            # SIGHUP too: closing the terminal stops dev as gracefully as Ctrl-C.
+            with stop_on_signals(stop, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
                 failure = await _run_all(daemon, cluster, sink, options, out, stop, started)
         finally:
             processes.stop()
