@@ -94,7 +94,8 @@ class CallbackGate:
         index: DeploymentIndex,
         memory: int = REPLAY_MEMORY,
     ) -> None:
-        self._public_key_for = public_key_for  # "ns/name" -> callbackPublicKey or None
+        # "ns/name" -> callbackPublicKey; "" for a known broker without one; None: unknown
+        self._public_key_for = public_key_for
         self._broker_ref_of = broker_ref_of  # Database key -> "ns/name" of its brokerRef
         self._index = index
         self._seen: OrderedDict[str, datetime] = OrderedDict()
@@ -121,7 +122,9 @@ class CallbackGate:
             return Verdict(413, f"body over {MAX_BODY // 1024} KiB", broker)
         key = self._public_key_for(broker)
         if key is None:
-            return Verdict(403, f"unknown broker {broker} or no callbackPublicKey in its status")
+            return Verdict(403, f"unknown broker {broker}")
+        if not key:  # known, but its key is not registered yet: worth a retry
+            return Verdict(503, f"broker {broker} has no callbackPublicKey in its status yet")
         when = _parse_stamp(stamp)
         if when is None:
             return Verdict(400, f"{HEADER_TIMESTAMP} {stamp!r} is not RFC 3339", broker)
@@ -234,7 +237,7 @@ def callback_gate(
         broker = brokers.get(key)
         if broker is None:
             return None
-        return broker.status.callback_public_key or None
+        return broker.status.callback_public_key or ""  # "": known, no key yet
 
     def broker_ref_of(key: str) -> str | None:
         obj = databases.current(key)

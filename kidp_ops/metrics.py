@@ -38,8 +38,9 @@ class Metrics:
             ["namespace", "broker", "phase"], registry=r,
         )  # fmt: skip
         self.selections = Counter(
-            "kidp_selections", "Selection decisions by chosen broker ('' when none matched).",
-            ["broker", "resource_type", "provider"], registry=r,
+            "kidp_selections",
+            "Selection decisions by chosen broker (namespace and broker '' when none matched).",
+            ["namespace", "broker", "resource_type", "provider"], registry=r,
         )  # fmt: skip
         self.reconcile_errors = Counter(
             "kidp_reconcile_errors", "Reconciles that raised, by controller.",

@@ -108,7 +108,13 @@ def test_a_key_sent_with_the_request_is_never_trusted() -> None:
 def test_unknown_broker_or_no_key_is_forbidden() -> None:
     gate, _ = make_gate(keys={})
     raw = body()
-    reject(gate.check(signed(raw), raw, now=NOW), 403, "no callbackPublicKey")
+    reject(gate.check(signed(raw), raw, now=NOW), 403, "unknown broker kidp-system/aws-1")
+
+
+def test_a_known_broker_without_a_registered_key_is_asked_to_retry() -> None:
+    gate, _ = make_gate(keys={BROKER: ""})  # the Broker exists; its key is not written yet
+    raw = body()
+    reject(gate.check(signed(raw), raw, now=NOW), 503, "no callbackPublicKey in its status yet")
 
 
 @pytest.mark.parametrize(("offset", "ok"), [(-299, True), (299, True), (-301, False), (301, False)])

@@ -327,8 +327,9 @@ class DatabaseReconciler:
             )
         )
         if self.metrics is not None:
+            namespace, _, name = (broker or "").partition("/")
             self.metrics.selections.labels(
-                broker or "", criteria.resource_type, criteria.provider or ""
+                namespace, name, criteria.resource_type, criteria.provider or ""
             ).inc()
 
     async def _client(self, obj: Mapping[str, Any], broker: p.BrokerKey) -> BrokerClient | str:

@@ -130,8 +130,7 @@ async def test_provisions_through_several_brokers_and_serves_health_and_metrics(
         for other in ("Pending", "Unhealthy", "Offline", "Unknown"):
             assert scrape.value("kidp_broker_phase", phase=other, **labels) == 0.0
         expected = sum(1 for _, b in placements.values() if b == broker.name)
-        # (this counter's broker label is the key, namespace/name)
-        selected = scrape.total("kidp_selections_total", broker=broker.key)
+        selected = scrape.total("kidp_selections_total", **labels)
         assert selected == expected, (broker.name, selected)
     assert (scrape.value("kidp_broker_probe_duration_seconds_count") or 0) >= 3
     assert scrape.value("kidp_broker_probe_duration_seconds_bucket", le="+Inf") == scrape.value(
