@@ -8,10 +8,19 @@
     request, as the Prober does by default).
 (b) 10,000 brokers of which 10% accept connections and never answer, timeoutSeconds=5:
     one complete sweep with the default concurrency must fit in one 30 s interval.
+(c) Status writes per steady-state sweep when nothing changed: target 0 (apart from the
+    30 s heartbeat refresh). 300 Brokers in an embedded store (temp dir), each pointing at
+    its own path of an in-process aiohttp health server; the real BrokerReconciler with an
+    Informer and a Prober. Sweep 1 (every key reconciled once: Pending -> Ready, one write
+    each), then sweeps 2 and 3 a second apart (0 writes expected), then one broker's
+    reported activeDeployments changes (exactly 1 write expected), then the reconciler's
+    clock is moved 31 s on (the heartbeat refresh: one write each). Writes are counted
+    by `reconciler.status_writes` and, independently, by the store's revision counter.
 
 Run:
-    .venv/bin/python benchmarks/health.py            # (a) and (b)
+    .venv/bin/python benchmarks/health.py            # (a), (b) and (c)
     .venv/bin/python benchmarks/health.py --quick    # (a) only, fewer repetitions
+    .venv/bin/python benchmarks/health.py --only c   # one part (a, b or c) alone
 
 CPU% columns: user+system time of this (client) process / wall time, and of the server
 process; a client near 100% is what is being measured, a server near 100% would cap both.
@@ -310,15 +319,208 @@ def sweep_time(concurrencies: list[int], fd_limit: int) -> bool:
     return passed
 
 
+# --- (c) status writes per steady-state sweep ---------------------------------------
+
+STEADY_BROKERS = 300
+STEADY_DEADLINE = 60.0  # hard limit for (c), seconds
+
+
+class HealthApp:
+    """One aiohttp server; `/health/<name>` answers healthy with that broker's load."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+        self.requests = 0
+        self.url = ""
+        self._runner: Any = None
+
+    async def __aenter__(self) -> HealthApp:
+        from aiohttp import web
+
+        async def health(request: web.Request) -> web.Response:
+            self.requests += 1
+            name = request.match_info["name"]
+            return web.json_response(
+                {
+                    "status": "healthy",
+                    "version": "1.4.2",
+                    "activeDeployments": self.active.get(name, 0),
+                    "uptime": "2h15m30s",
+                }
+            )
+
+        app = web.Application()
+        app.router.add_get("/health/{name}", health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+
+
+def steady_broker(name: str, url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "platform.company.com/v1",
+        "kind": "Broker",
+        "metadata": {"name": name, "namespace": "bench"},
+        "spec": {
+            "endpoint": url,
+            "cloudProvider": "aws",
+            "region": "us-east-1",
+            "capabilities": [{"resourceType": "Database", "providers": ["postgresql"]}],
+            "healthCheck": {
+                "endpoint": f"/health/{name}",
+                "intervalSeconds": int(INTERVAL_SECONDS),
+                "timeoutSeconds": TIMEOUT_SECONDS,
+            },
+        },
+    }
+
+
+async def caught_up(cluster: Any, informer: Any, timeout: float = 10.0) -> None:
+    """Wait until the informer holds what the store holds (our own writes included), as
+    between two real sweeps."""
+    from kidp_ops.cluster.base import BROKERS
+    from kidp_ops.controller.informer import object_key
+
+    stored = {
+        object_key(item): item["metadata"]["resourceVersion"]
+        for item in (await cluster.list(BROKERS)).items
+    }
+    deadline = time.monotonic() + timeout
+    while any(
+        (informer.get(key) or {}).get("metadata", {}).get("resourceVersion") != version
+        for key, version in stored.items()
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the informer did not catch up with the store")
+        await asyncio.sleep(0.02)
+
+
+async def steady_state(count: int) -> bool:
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from kidp_ops.cluster.base import BROKERS
+    from kidp_ops.cluster.embedded import EmbeddedCluster
+    from kidp_ops.controller.informer import Informer
+    from kidp_ops.reconcilers.broker import BrokerReconciler
+
+    offset = timedelta(0)
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + offset
+
+    with tempfile.TemporaryDirectory(prefix="kidp-health-c-") as folder:
+        cluster = await EmbeddedCluster.open(Path(folder) / "state")
+        try:
+            async with HealthApp() as app:
+                names = [f"b{i:04d}" for i in range(count)]
+                for name in names:
+                    await cluster.create(steady_broker(name, app.url))
+                informer = Informer(cluster, BROKERS)
+                async with Prober(cluster=cluster) as prober, informer.running():
+                    await informer.wait_synced(10)
+                    reconciler = BrokerReconciler(
+                        cluster=cluster, informer=informer, prober=prober, clock=clock
+                    )
+                    informer.add_handler(reconciler.handle)  # no queue: nothing is queued
+                    keys = [f"bench/{name}" for name in names]
+
+                    async def sweep(label: str) -> tuple[int, int, float]:
+                        """(status writes, store revisions, seconds) of one sweep."""
+                        writes = reconciler.status_writes
+                        revision = await cluster.current_revision()
+                        started = time.perf_counter()
+                        await asyncio.gather(*(reconciler.reconcile(k) for k in keys))
+                        elapsed = time.perf_counter() - started
+                        head = await cluster.current_revision()
+                        await caught_up(cluster, informer)
+                        done = reconciler.status_writes - writes
+                        print(
+                            f"  {label:58s} {done:4d} writes  ({head - revision} store "
+                            f"revisions, {elapsed * 1000:.0f} ms)"
+                        )
+                        return done, head - revision, elapsed
+
+                    first = time.monotonic()
+                    w1, _, _ = await sweep("sweep 1 (new brokers: Pending -> Ready)")
+                    await asyncio.sleep(1.0)
+                    w2, r2, _ = await sweep("sweep 2 (nothing changed)")
+                    await asyncio.sleep(1.0)
+                    w3, r3, _ = await sweep("sweep 3 (nothing changed)")
+                    within = time.monotonic() - first
+                    app.active[names[7]] = 4
+                    w4, r4, _ = await sweep(f"sweep 4 ({names[7]} reports activeDeployments 4)")
+                    w5, r5, _ = await sweep("sweep 5 (nothing changed)")
+                    offset = timedelta(seconds=31)
+                    w6, _, _ = await sweep("sweep 6 (clock +31 s: the heartbeat refresh)")
+                    w7, r7, _ = await sweep("sweep 7 (nothing changed)")
+                    stored = await cluster.get(BROKERS, names[7], namespace="bench")
+                    phases = {(informer.get(k) or {}).get("status", {}).get("phase") for k in keys}
+        finally:
+            await cluster.close()
+    steady = [w2 + r2, w3 + r3, w5 + r5, w7 + r7]
+    per_sweep = statistics.mean([w2, w3, w5, w7])
+    print(
+        f"  sweeps 1-3 within {within:.1f} s; {app.requests} probes answered; phases {phases}; "
+        f"{names[7]} stored activeDeployments {stored['status'].get('activeDeployments')}"
+    )
+    checks = {
+        f"sweep 1 writes every broker once ({w1}/{count})": w1 == count,
+        "steady-state sweeps write nothing (status writes and store revisions)": not any(steady),
+        f"one changed activeDeployments is exactly one write ({w4}, {r4} revisions)": w4 == 1
+        and r4 == 1,
+        f"the 30 s heartbeat refresh writes each broker once ({w6}/{count})": w6 == count,
+        "every broker Ready": phases == {"Ready"},
+    }
+    for text, passed in checks.items():
+        print(f"  {'ok  ' if passed else 'FAIL'} {text}")
+    ok = all(checks.values())
+    print(
+        f"status writes per steady-state sweep: {per_sweep:.0f} (target 0, apart from the 30 s "
+        f"heartbeat refresh): {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def status_writes(count: int) -> bool:
+    print(
+        f"\n(c) {count} healthy brokers, the real BrokerReconciler on an embedded store: "
+        "status writes per sweep"
+    )
+
+    async def bounded() -> bool:
+        async with asyncio.timeout(STEADY_DEADLINE):
+            return await steady_state(count)
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError:
+        print(f"(c) did not finish within {STEADY_DEADLINE:.0f} s: FAIL")
+        return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="(a) only, one run per variant")
+    parser.add_argument("--only", choices=("a", "b", "c"), help="run one part alone")
     args = parser.parse_args()
     fd_limit = raise_fd_limit()
     print(f"CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
-    ok = throughput(1 if args.quick else REPS)
-    if not args.quick:
+    parts = {args.only} if args.only else ({"a"} if args.quick else {"a", "b", "c"})
+    ok = True
+    if "a" in parts:
+        ok = throughput(1 if args.quick else REPS) and ok
+    if "b" in parts:
         ok = sweep_time([DEFAULT_CONCURRENCY, 2 * DEFAULT_CONCURRENCY], fd_limit) and ok
+    if "c" in parts:
+        ok = status_writes(STEADY_BROKERS) and ok
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
 
