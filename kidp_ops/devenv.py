@@ -65,7 +65,7 @@ PLACEMENTS = [
     ("sqlserver", "azure-eastus"),
 ]
 TEAM_NAMESPACE = "team-dev"
-MAX_LIVE_DATABASES = 30
+MAX_LIVE_DATABASES = 20
 VIEW_EVERY = 2.0
 HEADLESS_EVERY = 10.0
 
@@ -293,7 +293,11 @@ def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -
         "",
         "recent decisions:",
     ]
-    for record in list(sink.selections)[-6:]:
+    latest: dict[str, Any] = {}  # the last decision per request: retries are not news
+    for record in sink.selections:
+        latest.pop(record.request, None)
+        latest[record.request] = record
+    for record in list(latest.values())[-6:]:
         chosen = (
             f"-> {record.broker} (score {record.score:.1f})"
             if record.broker
@@ -301,7 +305,8 @@ def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -
         )
         lines.append(f"  {record.time:%H:%M:%S} {record.request} {chosen}")
     width = shutil.get_terminal_size((160, 50)).columns
-    return "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in lines)
+    text = "\n".join(lines).splitlines()
+    return "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in text)
 
 
 def one_line(daemon: Daemon) -> str:
@@ -435,13 +440,14 @@ def summary(daemon: Daemon, sink: MemorySink, *, started: float) -> str:
 
     now = datetime.now(UTC)
     brokers = sorted(daemon.brokers.items(), key=lambda o: o["metadata"]["name"])
-    chosen = Counter(r.broker or "(none)" for r in sink.selections)
+    chosen = Counter(r.broker for r in sink.selections if r.broker)
+    unplaced = sum(1 for r in sink.selections if not r.broker)
     lines = [
         f"kidp-ops dev ran {time.monotonic() - started:.0f}s: {one_line(daemon)}",
         f"probes: {len(sink.probes)} ({sum(1 for p in sink.probes if not p.ok)} failed); "
-        f"selections: {len(sink.selections)} ("
+        f"selection decisions: {len(sink.selections)}; placed on "
         + ", ".join(f"{b} {n}" for b, n in chosen.most_common())
-        + ")",
+        + f"; no broker fitted {unplaced} time(s)",
         "",
         table(brokers, BROKERS, now=now, wide=False),
     ]

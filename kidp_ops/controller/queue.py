@@ -34,7 +34,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from kidp_ops.controller.informer import Informer
 
 log = logging.getLogger(__name__)
 
@@ -326,3 +329,19 @@ class WorkerPool(Generic[K]):
 async def run_workers(queue: WorkQueue[K], reconcile: Reconcile[K], *, workers: int) -> None:
     """Run `workers` concurrent reconcilers on `queue` until it is shut down."""
     await WorkerPool(queue, reconcile, workers=workers).run()
+
+
+class QueueFed:
+    """What a reconciler shares: the informer it reads and the queue it feeds while this
+    process leads (`attach` queues every cached key at once; `detach` stops feeding)."""
+
+    informer: Informer
+    queue: WorkQueue[str] | None = None
+
+    def attach(self, queue: WorkQueue[str]) -> None:
+        self.queue = queue
+        for key in self.informer.cached_keys():
+            queue.add(key)
+
+    def detach(self) -> None:
+        self.queue = None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kidp_ops.cluster.base import BROKERS, Cluster, ClusterError, NotFound
 from kidp_ops.controller.informer import ChangeType, Informer, object_key
-from kidp_ops.controller.queue import Result, WorkQueue
+from kidp_ops.controller.queue import QueueFed, Result, WorkQueue
 from kidp_ops.health.states import (
     CannotProbe,
     HealthState,
@@ -51,7 +51,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class BrokerReconciler:
+class BrokerReconciler(QueueFed):
     """Health-checks every broker the informer knows; one instance per daemon."""
 
     name = "broker"
@@ -82,15 +82,6 @@ class BrokerReconciler:
         self.probes = 0
 
     # --- events -----------------------------------------------------------------------
-
-    def attach(self, queue: WorkQueue[str]) -> None:
-        """Start feeding `queue` (when this daemon leads): every known broker, at once."""
-        self.queue = queue
-        for key in self.informer.cached_keys():
-            queue.add(key)
-
-    def detach(self) -> None:
-        self.queue = None
 
     def handle(self, change: ChangeType, obj: Mapping[str, Any]) -> None:
         """Informer handler: queue new brokers and spec changes; forget deleted ones."""

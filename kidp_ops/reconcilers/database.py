@@ -34,7 +34,7 @@ from kidp_ops.brokerapi.models import DeprovisionRequest, ProvisionRequest
 from kidp_ops.brokerapi.pool import BrokerClients, CredentialsError
 from kidp_ops.cluster.base import DATABASES, Cluster, ClusterError, NotFound
 from kidp_ops.controller.informer import ChangeType, Informer, object_key
-from kidp_ops.controller.queue import Result, WorkQueue
+from kidp_ops.controller.queue import QueueFed, Result, WorkQueue
 from kidp_ops.history import HistorySink, NullSink, SelectionRecord
 from kidp_ops.model.convert import format_time
 from kidp_ops.model.resources import Database
@@ -65,7 +65,7 @@ def _version(obj: Mapping[str, Any]) -> int:
         return 0
 
 
-class DatabaseReconciler:
+class DatabaseReconciler(QueueFed):
     name = "database"
 
     def __init__(
@@ -98,14 +98,6 @@ class DatabaseReconciler:
         self._locks: dict[str, asyncio.Lock] = {}
 
     # --- events -----------------------------------------------------------------------
-
-    def attach(self, queue: WorkQueue[str]) -> None:
-        self.queue = queue
-        for key in self.informer.cached_keys():
-            queue.add(key)
-
-    def detach(self) -> None:
-        self.queue = None
 
     def handle(self, change: ChangeType, obj: Mapping[str, Any]) -> None:
         """Database informer handler."""
