@@ -55,6 +55,13 @@ class BrokerClients:
         for client in done:
             await client.aclose()
 
+    def retire(self, key: str) -> None:
+        """The broker was deleted: its client is closed once no request can still be using
+        it (at the next `client_for` after twice the timeout, or at `aclose`)."""
+        cached = self._clients.pop(key, None)
+        if cached is not None:
+            self._retired.append((time.monotonic(), cached[1]))
+
     async def forget(self, key: str) -> None:
         cached = self._clients.pop(key, None)
         if cached is not None:

@@ -121,7 +121,10 @@ class DatabaseReconciler(QueueFed):
     def on_broker(self, change: ChangeType, obj: Mapping[str, Any]) -> None:
         """Broker informer handler: a Ready broker retries the Databases no broker fitted
         and those waiting for this very broker to answer (provision or deprovision)."""
-        if change == "DELETED" or (obj.get("status") or {}).get("phase") != "Ready":
+        if change == "DELETED":
+            self.clients.retire(object_key(obj))
+            return
+        if (obj.get("status") or {}).get("phase") != "Ready":
             return
         if self.queue is None:
             return

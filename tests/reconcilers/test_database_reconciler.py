@@ -815,3 +815,19 @@ async def test_a_replaced_broker_client_is_not_closed_under_its_requests() -> No
     assert not _closed(old)  # another reconcile may still be using it
     await clients.aclose()
     assert _closed(old) and _closed(new)
+
+
+async def test_a_deleted_brokers_client_is_retired_then_closed() -> None:
+    clients = BrokerClients(SecretCache(None), timeout=0.01)
+    gone = Broker.from_manifest(broker_manifest("gone", NS, endpoint="http://127.0.0.1:1"))
+    other = Broker.from_manifest(broker_manifest("other", NS, endpoint="http://127.0.0.1:2"))
+    old = await clients.client_for(gone)
+    clients.retire(gone.key)
+    assert not _closed(old)  # a request may still be in flight
+    await asyncio.sleep(0.05)
+    kept = await clients.client_for(other)  # past twice the timeout: closed now
+    assert _closed(old) and not _closed(kept)
+    fresh = await clients.client_for(gone)  # a broker re-created under the same name
+    assert fresh is not old
+    await clients.aclose()
+    assert _closed(kept) and _closed(fresh)
