@@ -180,30 +180,6 @@ async def delete(
     return OK
 
 
-async def dev_preview(target: Target, *, out: TextIO, err: TextIO) -> int:
-    """Until the full embedded environment exists: apply the dev samples and list them."""
-    from kidp_ops.cluster.base import BROKERS, DATABASES
-    from kidp_ops.model.bundled import bundled_dir
-
-    print(
-        "kidp-ops dev: the simulated brokers and reconcilers are not built yet; this preview\n"
-        f"applies crds/ and samples/dev/ to {target.describe()} and lists them.\n",
-        file=out,
-    )
-    code = await apply([str(bundled_dir("samples") / "dev")], target, out=out, err=err)
-    if code != OK:
-        return code
-    for kind in (BROKERS, DATABASES):
-        print(file=out)
-        await get(kind, None, target, namespace=None, output="table", out=out, err=err)
-    print(
-        f"\nThe store is in {target.state}/; try `kidp-ops get brokers -o wide` or "
-        "`kidp-ops apply -f samples/`.",
-        file=out,
-    )
-    return OK
-
-
 @dataclass(frozen=True, slots=True)
 class SelectRequest:
     """What `kidp-ops select` was asked: explicit criteria, or those of a Database."""

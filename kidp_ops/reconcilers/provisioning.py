@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from kidp_ops.model.convert import format_time
-from kidp_ops.reconcilers.conditions import find, remove_condition, set_condition
+from kidp_ops.reconcilers.conditions import remove_condition, set_condition
 
 FINALIZER = "platform.company.com/database-cleanup"
 READY, SCHEDULED, DEPROVISION_PENDING = "Ready", "Scheduled", "DeprovisionPending"
@@ -380,15 +379,3 @@ def deprovision_accepted_patch(manifest: Manifest, *, broker: BrokerKey, now: da
             "conditions": conditions,
         }
     }
-
-
-def accepted_at(manifest: Manifest) -> datetime | None:
-    """When the Ready condition last changed (a hint for polling after a restart)."""
-    from kidp_ops.model.convert import parse_time
-
-    ready = find(_conditions(manifest), READY)
-    return parse_time(ready.get("lastTransitionTime")) if ready else None
-
-
-def now_text(now: datetime) -> str:
-    return format_time(now)
