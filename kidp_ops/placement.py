@@ -104,10 +104,4 @@ class _Regions:
 
 def known_regions(brokers: Iterable[Broker]) -> KnowsRegions:
     """The regions `brokers` declare (their own and their capabilities'), as a registry would."""
-    found: set[str] = set()
-    for broker in brokers:
-        found.add(broker.spec.region)
-        for capability in broker.spec.capabilities:
-            found.update(capability.regions)
-    found.discard("")
-    return _Regions(frozenset(found))
+    return _Regions(frozenset().union(*(broker.spec.named_regions() for broker in brokers)))

@@ -450,7 +450,7 @@ class BrokerRegistry:
 
     def _count_regions(self, spec: BrokerSpec, delta: int) -> None:
         counts, changed = self._region_counts, False
-        for region in _named_regions(spec):
+        for region in spec.named_regions():
             count = counts.get(region, 0) + delta
             if count > 0:
                 counts[region] = count
@@ -531,13 +531,6 @@ def _served_regions(region: str, listed: tuple[str, ...]) -> tuple[RegionSlot, .
     if region:
         return (region,) if not listed or region in listed else ()
     return tuple(dict.fromkeys(listed)) if listed else (ANYWHERE,)
-
-
-def _named_regions(spec: BrokerSpec) -> set[str]:
-    named = {region for capability in spec.capabilities for region in capability.regions}
-    if spec.region:
-        named.add(spec.region)
-    return named
 
 
 def _next_step(heartbeat: datetime | None, after: datetime) -> datetime | None:

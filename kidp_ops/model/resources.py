@@ -101,6 +101,13 @@ class BrokerSpec:
     def capability(self, resource_type: str) -> Capability | None:
         return next((c for c in self.capabilities if c.resource_type == resource_type), None)
 
+    def named_regions(self) -> set[str]:
+        """Every region this broker names: `region` and its capabilities' `regions`."""
+        named = {region for capability in self.capabilities for region in capability.regions}
+        if self.region:
+            named.add(self.region)
+        return named
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerStatus:
