@@ -3,9 +3,7 @@ counts as soon as its event is processed."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,16 +17,10 @@ from kidp_ops.model.convert import format_time
 from kidp_ops.registry import BrokerRegistry
 from kidp_ops.selection import SelectionCriteria
 from tests.conftest import broker_manifest
+from tests.support.waiting import until
 
 NS = "kidp-system"
 DB = SelectionCriteria("Database", "postgresql", "aws")
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
 
 
 class Fleet:

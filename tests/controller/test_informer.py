@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +25,7 @@ from kidp_ops.controller.informer import (
 )
 from tests.conftest import broker_manifest
 from tests.support.targets import Target, target
+from tests.support.waiting import until
 
 __all__ = ["target"]
 
@@ -38,13 +37,6 @@ def recorder(seen: Seen) -> Callable[[ChangeType, dict[str, Any]], None]:
         seen.append((change, object_key(obj), obj.get("spec", {}).get("region", "")))
 
     return handle
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_list_then_watch_delivers_every_change(target: Target) -> None:

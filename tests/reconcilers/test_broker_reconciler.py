@@ -23,6 +23,12 @@ from kidp_ops.history import MemorySink
 from kidp_ops.reconcilers.broker import BrokerReconciler
 from tests.conftest import broker_manifest
 from tests.support.brokers import BrokerProcess
+from tests.support.waiting import until as _until
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    await _until(predicate, timeout)
+
 
 NS = "kidp-system"
 
@@ -53,13 +59,6 @@ class Rig:
             )
         status: dict[str, Any] = stored.get("status") or {}
         return status
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
