@@ -386,7 +386,7 @@ async def caught_up(cluster: Any, informer: Any, timeout: float = 10.0) -> None:
     """Wait until the informer holds what the store holds (our own writes included), as
     between two real sweeps."""
     from kidp_ops.cluster.base import BROKERS
-    from kidp_ops.controller.informer import object_key
+    from kidp_ops.kinds import object_key
 
     stored = {
         object_key(item): item["metadata"]["resourceVersion"]

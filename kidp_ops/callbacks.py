@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kidp_ops.brokerapi.signing import HEADER_BROKER_NAME, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from kidp_ops.brokerapi.signing import (
+    HEADER_BROKER_NAME,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    verify,
+)
 from kidp_ops.cluster.base import ClusterError, NotFound
 from kidp_ops.reconcilers.provisioning import DeploymentResult, broker_ref
 
@@ -102,8 +107,6 @@ class CallbackGate:
         self._memory = memory
 
     def check(self, headers: Mapping[str, str], body: bytes, *, now: datetime) -> Verdict:
-        from kidp_ops.brokerapi.signing import verify
-
         broker = headers.get(HEADER_BROKER_NAME, "")
         stamp = headers.get(HEADER_TIMESTAMP, "")
         signature = headers.get(HEADER_SIGNATURE, "")

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
+
+from kidp_ops.cluster.target import target_from_args, target_options
+from kidp_ops.errors import ClusterError
+from kidp_ops.kinds import kind_by_name
+from kidp_ops.simbroker.cli import add_parser as add_broker_parser
+from kidp_ops.simbroker.cli import run as run_broker
 
 DESCRIPTION = """\
 kidp-ops runs the broker layer of an internal developer platform: Broker and Database
@@ -28,25 +33,6 @@ examples:
   kidp-ops get databases -n team-payments -o yaml
   kidp-ops delete broker dev-onprem-local -n kidp-system
 """
-
-
-def _target_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("cluster (default: the embedded store)")
-    group.add_argument(
-        "--state",
-        metavar="DIR",
-        default=os.environ.get("KIDP_STATE", ".kidp"),
-        help="state directory of the embedded store (default: %(default)s)",
-    )
-    group.add_argument(
-        "--kubeconfig", metavar="PATH", help="use a real cluster from this kubeconfig"
-    )
-    group.add_argument("--context", metavar="NAME", help="kubeconfig context to use")
-    group.add_argument(
-        "--in-cluster", action="store_true", help="use the pod's service account (inside a cluster)"
-    )
-    return parent
 
 
 def _kind_argument(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="kidp-ops 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    target = _target_options()
+    target = target_options()
 
     validate = sub.add_parser(
         "validate",
@@ -117,9 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _select_parser(sub, target)
-
-    from kidp_ops.simbroker.cli import add_parser as add_broker_parser
-
     add_broker_parser(sub, target)
 
     _daemon_parser(sub, target)
@@ -283,34 +266,20 @@ def _select_parser(sub: Any, target: argparse.ArgumentParser) -> None:
     select.set_defaults(usage_error=select.error)
 
 
-def _target(args: argparse.Namespace) -> Any:
-    from kidp_ops.commands import Target
-
-    return Target(
-        state=args.state,
-        kubeconfig=args.kubeconfig,
-        context=args.context,
-        in_cluster=args.in_cluster,
-    )
-
-
 def _kind(name: str) -> Any:
-    from kidp_ops.cluster.base import kind_by_name
-
     return kind_by_name(name)
 
 
 def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]] | int:
+    # lazy (start-up time): each command loads what it needs, --help loads none of it
     from kidp_ops import commands
 
     out, err = sys.stdout, sys.stderr
     if args.command == "validate":
         return commands.validate(args.paths, out=out, err=err)
     if args.command == "broker":
-        from kidp_ops.simbroker.cli import run as run_broker
-
         return run_broker(args)
-    target = _target(args)
+    target = target_from_args(args)
     if args.command == "apply":
         return lambda: commands.apply(args.paths, target, out=out, err=err)
     if args.command == "get":
@@ -331,7 +300,7 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         return _select(args, target, args.usage_error)
     if args.command == "daemon":
         return _daemon(args, target)
-    from kidp_ops import devenv
+    from kidp_ops import devenv  # lazy: start-up time (the daemon, aiohttp, the store)
 
     options = devenv.DevOptions(
         headless=args.headless,
@@ -344,7 +313,7 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
 
 
 def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any, Any, int]]:
-    from kidp_ops import daemon, logs
+    from kidp_ops import daemon, logs  # lazy: start-up time
 
     logs.configure(args.log_format)
     config = daemon.DaemonConfig(
@@ -363,7 +332,7 @@ def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any
 def _select(
     args: argparse.Namespace, target: Any, usage_error: Callable[[str], Any]
 ) -> Callable[[], Coroutine[Any, Any, int]]:
-    from kidp_ops import commands
+    from kidp_ops import commands  # lazy: start-up time
 
     if bool(args.resource_type) == bool(args.database):
         usage_error("give exactly one of --resource-type or --database")
@@ -390,8 +359,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from kidp_ops.cluster.base import ClusterError
-
     try:
         work = _dispatch(args)
         return work if isinstance(work, int) else asyncio.run(work())

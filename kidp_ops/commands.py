@@ -6,11 +6,28 @@ Each function writes its output to the given streams and returns the exit code:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from kidp_ops.cluster.base import Cluster, ClusterError, Invalid, NotFound, ResourceKind
+from kidp_ops import explaining
+from kidp_ops import output as fmt
+from kidp_ops.cluster.base import (
+    BROKERS,
+    DATABASES,
+    Cluster,
+    ClusterError,
+    Invalid,
+    NotFound,
+    ResourceKind,
+    kind_for_manifest,
+)
+from kidp_ops.cluster.target import Target, connect
+from kidp_ops.model import manifests
+from kidp_ops.model.resources import Broker, Database
+from kidp_ops.placement import PlacementError, criteria_for, known_regions
+from kidp_ops.selection import SelectionCriteria, rank
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -22,45 +39,7 @@ class Ambiguous(ClusterError):
     code = 400
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Which cluster a command talks to: the embedded store in `state`, or a kubeconfig."""
-
-    state: str = ".kidp"
-    kubeconfig: str | None = None
-    context: str | None = None
-    in_cluster: bool = False
-
-    @property
-    def is_kube(self) -> bool:
-        return bool(self.kubeconfig or self.context or self.in_cluster)
-
-    def describe(self) -> str:
-        if self.in_cluster:
-            return "the in-cluster API server"
-        if self.is_kube:
-            return f"the cluster of kubeconfig {self.kubeconfig or '~/.kube/config'}" + (
-                f" (context {self.context})" if self.context else ""
-            )
-        return f"the embedded store in {self.state}/"
-
-
-async def connect(target: Target) -> Cluster:
-    """Open the target's Cluster adapter (importing the kubernetes client only when needed)."""
-    if target.is_kube:
-        from kidp_ops.cluster.kube import KubeCluster
-
-        return await KubeCluster.connect(
-            kubeconfig=target.kubeconfig, context=target.context, in_cluster=target.in_cluster
-        )
-    from kidp_ops.cluster.embedded import EmbeddedCluster
-
-    return await EmbeddedCluster.open(target.state)
-
-
 def validate(paths: list[str], *, out: TextIO, err: TextIO) -> int:
-    from kidp_ops.model import manifests
-
     loaded = manifests.load(paths)
     problems = manifests.validate(loaded)
     for problem in problems:
@@ -79,9 +58,6 @@ def _qualified(kind: ResourceKind) -> str:
 
 async def apply(paths: list[str], target: Target, *, out: TextIO, err: TextIO) -> int:
     """Validate everything first; write nothing unless every document is valid."""
-    from kidp_ops.cluster.base import kind_for_manifest
-    from kidp_ops.model import manifests
-
     loaded = manifests.load(paths)
     problems = manifests.validate(loaded)
     if problems:
@@ -118,7 +94,6 @@ async def get(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    from kidp_ops import output as fmt
 
     async with await connect(target) as cluster:
         if name:
@@ -198,10 +173,6 @@ async def select(
     request: SelectRequest, target: Target, *, explain: bool, output: str, out: TextIO, err: TextIO
 ) -> int:
     """Rank the brokers for a request: 0 selected, 1 none matches, 2 bad input."""
-    import json
-
-    from kidp_ops import explaining
-    from kidp_ops.selection import rank
 
     now = _parse_now(request.now, err)
     if now is None:
@@ -244,9 +215,6 @@ def _parse_now(text: str | None, err: TextIO) -> datetime | None:
 
 async def _select_inputs(request: SelectRequest, target: Target, err: TextIO) -> Any:
     """(brokers, databases) from the files, or from the cluster; an exit code on failure."""
-    from kidp_ops.cluster.base import BROKERS, DATABASES
-    from kidp_ops.model import manifests
-    from kidp_ops.model.resources import Broker, Database
 
     if request.files:
         loaded = manifests.load(request.files)
@@ -275,8 +243,6 @@ async def _select_inputs(request: SelectRequest, target: Target, err: TextIO) ->
 def _select_criteria(
     request: SelectRequest, brokers: list[Any], databases: list[Any], err: TextIO
 ) -> Any:
-    from kidp_ops.placement import PlacementError, criteria_for, known_regions
-    from kidp_ops.selection import SelectionCriteria
 
     if not request.database:
         assert request.resource_type is not None

@@ -20,19 +20,28 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
+from aiohttp import web
+
+from kidp_ops.callbacks import CallbackGate, DeploymentIndex, callback_gate, handle_callback
+from kidp_ops.clock import utc_now
 from kidp_ops.cluster.base import BROKERS, DATABASES, Cluster
-
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from kidp_ops.callbacks import CallbackGate
-    from kidp_ops.controller.leader import LeaderElector
-    from kidp_ops.history import HistorySink
+from kidp_ops.cluster.target import Target, connect
+from kidp_ops.controller.informer import Informer
+from kidp_ops.controller.leader import LeaderElector, LeadershipLost
+from kidp_ops.controller.queue import Result, WorkerPool, WorkQueue
+from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals
+from kidp_ops.health.credentials import SecretCache
+from kidp_ops.health.probing import Prober
+from kidp_ops.history import HistorySink, NullSink
+from kidp_ops.metrics import Metrics, gauge
+from kidp_ops.reconcilers.broker import BrokerReconciler
+from kidp_ops.reconcilers.clients import BrokerClients
+from kidp_ops.reconcilers.database import DatabaseReconciler
+from kidp_ops.registry import BrokerRegistry
 
 log = logging.getLogger("kidp_ops.daemon")
 
@@ -65,22 +74,10 @@ class DaemonConfig:
     stale_after: float = 120.0  # /readyz fails when a watch has been silent this long
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Daemon:
     def __init__(
         self, cluster: Cluster, config: DaemonConfig, *, history: HistorySink | None = None
     ) -> None:
-        from kidp_ops.brokerapi.pool import BrokerClients
-        from kidp_ops.callbacks import DeploymentIndex
-        from kidp_ops.controller.informer import Informer
-        from kidp_ops.health.credentials import SecretCache
-        from kidp_ops.history import NullSink
-        from kidp_ops.metrics import Metrics
-        from kidp_ops.registry import BrokerRegistry
-
         self.cluster = cluster
         self.config = config
         self.history = history or NullSink()
@@ -97,37 +94,32 @@ class Daemon:
         self.callback_url = config.callback_url or ""
         self._runner: web.AppRunner | None = None
         self.http_url = ""
-        self._prober: Any = None
-        self.broker_reconciler: Any = None
-        self.database_reconciler: Any = None
-        self._queues: dict[str, Any] = {}
+        self._prober: Prober | None = None
+        self.broker_reconciler: BrokerReconciler | None = None
+        self.database_reconciler: DatabaseReconciler | None = None
+        self._queues: dict[str, WorkQueue[str]] = {}
 
     # --- running ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve HTTP, keep the caches, reconcile while leading; return once `stop` is set
         and everything is shut down."""
-        from kidp_ops.health.probing import Prober
-
         await self._start_http()
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._stop_http)
             stack.push_async_callback(self.clients.aclose)
-            self._prober = await stack.enter_async_context(Prober(cluster=self.cluster))
-            self._build_reconcilers()
+            prober = await stack.enter_async_context(Prober(cluster=self.cluster))
+            self._build_reconcilers(prober)
             await stack.enter_async_context(self.brokers.running())
             await stack.enter_async_context(self.databases.running())
             await self._reconcile_until(stop)
 
-    def _build_reconcilers(self) -> None:
-        from kidp_ops.callbacks import callback_gate
-        from kidp_ops.reconcilers.broker import BrokerReconciler
-        from kidp_ops.reconcilers.database import DatabaseReconciler
-
+    def _build_reconcilers(self, prober: Prober) -> None:
+        self._prober = prober
         self.broker_reconciler = BrokerReconciler(
             cluster=self.cluster,
             informer=self.brokers,
-            prober=self._prober,
+            prober=prober,
             history=self.history,
             metrics=self.metrics,
         )
@@ -152,52 +144,42 @@ class Daemon:
         self.metrics.add_sampler(self._samples)
 
     async def _reconcile_until(self, stop: asyncio.Event) -> None:
+        """Reconcile while leading (always, without leader election) until `stop`; a lost
+        lease stops the reconcilers at once and this replica campaigns again."""
         await self.brokers.wait_synced()
         await self.databases.wait_synced()
-        if not self.config.leader_elect:
-            await self._lead(stop)
-            return
-        from kidp_ops.controller.leader import LeaderElector, LeadershipLost
-
         while not stop.is_set():
-            self.elector = LeaderElector(
-                self.cluster,
-                name=self.config.lease_name,
-                namespace=self.config.lease_namespace,
-                identity=self.config.identity,
-                lease_duration=self.config.lease_duration,
-                renew_deadline=self.config.renew_deadline,
-                retry_period=self.config.retry_period,
-            )
-            campaign = asyncio.create_task(self.elector.run(lambda: self._lead(stop)))
-            stopped = asyncio.create_task(stop.wait())
+            self.elector = None
+            if self.config.leader_elect:
+                self.elector = LeaderElector(
+                    self.cluster,
+                    name=self.config.lease_name,
+                    namespace=self.config.lease_namespace,
+                    identity=self.config.identity,
+                    lease_duration=self.config.lease_duration,
+                    renew_deadline=self.config.renew_deadline,
+                    retry_period=self.config.retry_period,
+                )
             try:
-                await asyncio.wait({campaign, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not campaign.done() and not self.elector.is_leader:
-                    campaign.cancel()
-                await asyncio.wait({campaign})
-            finally:
-                # Cancelled ourselves (a second signal): stop leading now, and release the
-                # lease while the store is still open (not after, from asyncio.run's cleanup).
-                stopped.cancel()
-                campaign.cancel()
-                await asyncio.gather(campaign, stopped, return_exceptions=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    campaign.result()
-                except LeadershipLost as exc:
-                    log.error("lost the lease (%s); campaigning again", exc)
+                await run_until_stopped(
+                    self._term, stop=stop, elector=self.elector, grace=self.config.grace
+                )
+            except LeadershipLost as exc:
+                log.error("lost the lease (%s); campaigning again", exc)
+            if self.elector is None:
+                return
 
-    async def _lead(self, stop: asyncio.Event) -> None:
-        """The leader's work: both reconcilers' worker pools, until `stop`."""
-        from kidp_ops.controller.queue import WorkerPool, WorkQueue
-
+    @contextlib.asynccontextmanager
+    async def _term(self) -> AsyncIterator[Sequence[WorkerPool[str]]]:
+        """One term as leader: both reconcilers' worker pools, fed while it lasts."""
         log.info("leading: reconciling brokers and databases")
+        brokers, databases = reconcilers = self._reconcilers()
         pools = []
-        for reconciler, workers in (
-            (self.broker_reconciler, self.config.broker_workers),
-            (self.database_reconciler, self.config.database_workers),
-        ):
+        sized: tuple[tuple[BrokerReconciler | DatabaseReconciler, int], ...] = (
+            (brokers, self.config.broker_workers),
+            (databases, self.config.database_workers),
+        )
+        for reconciler, workers in sized:
             queue: WorkQueue[str] = WorkQueue()
             self._queues[reconciler.name] = queue
             pools.append(
@@ -205,25 +187,25 @@ class Daemon:
             )
             reconciler.attach(queue)
         self.leading.set()
-        tasks = [asyncio.create_task(pool.run(), name=f"{pool.name}-pool") for pool in pools]
         try:
-            await stop.wait()
-            await asyncio.gather(*(pool.stop(grace=self.config.grace) for pool in pools))
+            yield pools
         finally:
             self.leading.clear()
-            for reconciler in (self.broker_reconciler, self.database_reconciler):
+            for reconciler in reconcilers:
                 reconciler.detach()
-            for pool in pools:
-                pool.queue.shutdown()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self._queues.clear()
 
-    def _counted(self, reconciler: Any) -> Any:
+    def _reconcilers(self) -> tuple[BrokerReconciler, DatabaseReconciler]:
+        if self.broker_reconciler is None or self.database_reconciler is None:
+            raise RuntimeError("the reconcilers are built when the daemon runs")
+        return self.broker_reconciler, self.database_reconciler
+
+    def _counted(
+        self, reconciler: BrokerReconciler | DatabaseReconciler
+    ) -> Callable[[str], Awaitable[Result | None]]:
         metrics, name = self.metrics, reconciler.name
 
-        async def reconcile(key: str) -> Any:
+        async def reconcile(key: str) -> Result | None:
             metrics.reconciles.labels(name).inc()
             try:
                 return await reconciler.reconcile(key)
@@ -236,8 +218,6 @@ class Daemon:
     # --- metrics sampled at scrape time -------------------------------------------------
 
     def _samples(self) -> Iterable[Any]:
-        from kidp_ops.metrics import gauge
-
         yield gauge(
             "kidp_workqueue_depth",
             "Keys waiting in each controller's work queue.",
@@ -268,8 +248,6 @@ class Daemon:
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        from aiohttp import web
-
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/healthz", self._healthz)
@@ -307,14 +285,10 @@ class Daemon:
             self._runner = None
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
         return web.Response(text="ok\n")
 
     def readiness_problems(self) -> list[str]:
@@ -330,18 +304,12 @@ class Daemon:
         return problems
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
         problems = self.readiness_problems()
         if problems:
             return web.Response(status=503, text="not ready: " + "; ".join(problems) + "\n")
         return web.Response(text="ok\n")
 
     async def _callback(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
-        from kidp_ops.callbacks import handle_callback
-
         body = await request.read()
         if self.gate is None or self.database_reconciler is None:
             return web.json_response({"accepted": False, "reason": "starting"}, status=503)
@@ -356,12 +324,9 @@ class Daemon:
         )
 
 
-async def serve(target: Any, config: DaemonConfig, *, err: Any) -> int:
+async def serve(target: Target, config: DaemonConfig, *, err: TextIO) -> int:
     """`kidp-ops daemon`: run until SIGTERM/SIGINT; 0 after a graceful stop, 1 on a
     start-up problem (printed as one line)."""
-    from kidp_ops.commands import connect
-    from kidp_ops.controller.shutdown import stop_on_signals
-
     stop = asyncio.Event()
     async with await connect(target) as cluster:
         daemon = Daemon(cluster, config)

@@ -34,15 +34,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from kidp_ops import logs
 from kidp_ops.cluster.base import BROKERS, DATABASES, LEASES, Cluster, ClusterError, NotFound
-
-if TYPE_CHECKING:
-    from kidp_ops.commands import Target
-    from kidp_ops.daemon import Daemon
-    from kidp_ops.history import MemorySink
+from kidp_ops.cluster.embedded import EmbeddedCluster
+from kidp_ops.cluster.target import Target
+from kidp_ops.controller.shutdown import stop_on_signals
+from kidp_ops.daemon import LEASE_NAME, Daemon, DaemonConfig, DaemonError
+from kidp_ops.history import MemorySink
+from kidp_ops.model import manifests
+from kidp_ops.model.bundled import bundled_dir
+from kidp_ops.output import table
 
 log = logging.getLogger("kidp_ops.dev")
 
@@ -89,7 +93,7 @@ class DevError(Exception):
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
-        import ctypes
+        import ctypes  # lazy: runs in the child between fork and exec, Linux only
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -182,8 +186,6 @@ async def _wait_listening(started: BrokerProcesses, timeout: float = 30.0) -> No
 
 async def apply_dev_samples(cluster: Cluster, out: TextIO) -> list[dict[str, Any]]:
     """Apply samples/dev; return the Broker manifests."""
-    from kidp_ops.model import manifests
-    from kidp_ops.model.bundled import bundled_dir
 
     loaded = manifests.load([str(bundled_dir("samples") / "dev")])
     problems = manifests.validate(loaded)
@@ -270,7 +272,6 @@ async def create_over_time(cluster: Cluster, every: float, rng: random.Random) -
 
 
 def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -> str:
-    from kidp_ops.output import table
 
     brokers = sorted(daemon.brokers.items(), key=lambda o: o["metadata"]["name"])
     databases = sorted(
@@ -337,12 +338,6 @@ async def show(
 
 
 async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) -> int:
-    from kidp_ops import logs
-    from kidp_ops.cluster.embedded import EmbeddedCluster
-    from kidp_ops.controller.shutdown import stop_on_signals
-    from kidp_ops.daemon import LEASE_NAME, Daemon, DaemonConfig
-    from kidp_ops.history import MemorySink
-
     if target.is_kube:
         print(
             "error: kidp-ops dev runs on the embedded store (--state); "
@@ -401,7 +396,6 @@ async def _run_all(
     started: float,
 ) -> Exception | None:
     """The daemon, the creator, the view and the timer; the daemon's start-up error, if any."""
-    from kidp_ops.daemon import DaemonError
 
     rng = random.Random(options.seed)
     running = asyncio.create_task(daemon.run(stop), name="daemon")
@@ -436,7 +430,6 @@ async def _stop_after(stop: asyncio.Event, duration: float | None) -> None:
 
 
 def summary(daemon: Daemon, sink: MemorySink, *, started: float) -> str:
-    from kidp_ops.output import table
 
     now = datetime.now(UTC)
     brokers = sorted(daemon.brokers.items(), key=lambda o: o["metadata"]["name"])

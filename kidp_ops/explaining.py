@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from kidp_ops.output import human_age
 from kidp_ops.selection import Candidate, ScoreParts, SelectionCriteria
+from kidp_ops.times import human_age
 
 
 def describe_criteria(criteria: SelectionCriteria) -> str:

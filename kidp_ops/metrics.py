@@ -12,6 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 PHASES = ("Pending", "Ready", "Unhealthy", "Offline", "Unknown")
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -20,8 +29,6 @@ class Metrics:
     """Every metric the daemon exports; `render()` is the /metrics body."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.probes = _ProbeCounts()
@@ -66,8 +73,6 @@ class Metrics:
     def _per_broker(self) -> Iterable[Any]:
         """The per-broker families, from plain dicts: prometheus_client's labelled children
         cost about 4 KB per series, 40 MB at 10,000 brokers (benchmarks/provisioning.py)."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         phases = GaugeMetricFamily(
             "kidp_broker_phase",
             "1 for the broker's current phase, 0 for the others.",
@@ -88,8 +93,6 @@ class Metrics:
         yield probes
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -109,8 +112,6 @@ def gauge(
     name: str, documentation: str, values: dict[tuple[str, ...], float], labels: list[str]
 ) -> Any:
     """A GaugeMetricFamily with one sample per label tuple (for samplers)."""
-    from prometheus_client.core import GaugeMetricFamily
-
     family = GaugeMetricFamily(name, documentation, labels=labels)
     for label_values, value in values.items():
         family.add_metric(list(label_values), value)

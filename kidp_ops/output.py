@@ -7,32 +7,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import yaml
+
 from kidp_ops.cluster.base import ResourceKind
-from kidp_ops.model.convert import parse_time
-
-
-def human_age(seconds: float) -> str:
-    """kubectl's HumanDuration: `45s`, `3m20s`, `5m`, `2h10m`, `20h`, `3d4h`, `45d`, `2y30d`."""
-    s = max(0, int(seconds))
-    minutes, hours, days = s // 60, s // 3600, s // 86400
-    if s < 120:
-        return f"{s}s"
-    if minutes < 10:
-        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    if days < 365 * 2:
-        return f"{days}d"
-    years = days // 365
-    if years < 8:
-        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
-    return f"{years}y"
+from kidp_ops.model.bundled import load_crds
+from kidp_ops.times import human_age, parse_time
 
 
 def _lookup(obj: Mapping[str, Any], path: str) -> Any:
@@ -58,8 +37,6 @@ def _cell(value: Any, column: Mapping[str, Any], now: datetime) -> str:
 
 def printer_columns(kind: ResourceKind) -> list[dict[str, Any]]:
     """The CRD's additionalPrinterColumns (a built-in kind gets only AGE)."""
-    from kidp_ops.model.bundled import load_crds
-
     for crd in load_crds():
         if crd["metadata"]["name"] == kind.resource:
             version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
@@ -104,7 +81,5 @@ def as_list(items: Sequence[Mapping[str, Any]], resource_version: str = "") -> d
 def dump(obj: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(obj, indent=4, sort_keys=False)
-    import yaml
-
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return str(yaml.dump(obj, Dumper=dumper, sort_keys=False, default_flow_style=False)).rstrip()

@@ -46,7 +46,9 @@ from typing import Any
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from kidp_ops import selection
-from kidp_ops.model.resources import Broker, BrokerSpec
+from kidp_ops.clock import utc_now
+from kidp_ops.model.convert import from_json
+from kidp_ops.model.resources import Broker, BrokerSpec, ObjectMeta
 from kidp_ops.selection import (
     FRESH_HEARTBEAT,
     RECENT_HEARTBEAT,
@@ -78,10 +80,6 @@ _NO_REGION: tuple[RegionSlot, ...] = (None,)
 _DAWN = datetime.min.replace(tzinfo=UTC)  # the first watermark: every heartbeat is fresh
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(slots=True)
 class _Entry:
     """One broker's place in the index."""
@@ -105,7 +103,7 @@ class BrokerRegistry:
     """The current brokers by `namespace/name`, an index over them, and reservations."""
 
     def __init__(
-        self, *, clock: Callable[[], datetime] = _utc_now, reservation_ttl: float = 60.0
+        self, *, clock: Callable[[], datetime] = utc_now, reservation_ttl: float = 60.0
     ) -> None:
         self._clock = clock
         self._ttl = timedelta(seconds=reservation_ttl)
@@ -130,10 +128,13 @@ class BrokerRegistry:
         A manifest that cannot be converted is logged and removes its key: a broker the
         registry cannot read is never selected.
         """
-        key = _manifest_key(obj)
-        if key is None:
+        metadata = obj.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        if not isinstance(name, str) or not name:
             log.warning("ignoring a %s Broker event without metadata.name", event_type)
             return
+        # The key a Broker built from this manifest has (ObjectMeta's namespace default).
+        key = from_json(ObjectMeta, metadata).key
         if event_type == "DELETED":
             self.remove(key)
             return
@@ -460,18 +461,6 @@ class BrokerRegistry:
                 changed = True
         if changed:
             self._regions = frozenset(counts)
-
-
-def _manifest_key(obj: Mapping[str, Any]) -> str | None:
-    """`namespace/name` of a manifest (namespace defaults as `ObjectMeta` does), or None."""
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return None
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        return None
-    namespace = metadata.get("namespace")
-    return f"{'default' if namespace is None else namespace}/{name}"
 
 
 def _unreadable(broker: Broker) -> str | None:

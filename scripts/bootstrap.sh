@@ -1,7 +1,8 @@
 # Sourced by ./kidp-ops and ./test: make .venv from nothing and keep it in step with
-# pyproject.toml (reinstalls only when pyproject.toml or the wanted extras change).
+# pyproject.toml. Both commands share one install (kidp-ops with its [dev] extras), so
+# alternating them never reinstalls; only a changed pyproject.toml does.
 ensure_venv() {
-  local extras="$1" python stamp want
+  local extras=dev python stamp want
   python="${KIDP_PYTHON:-}"
   if [ -z "$python" ]; then
     for candidate in python3.13 python3.12 python3.11 python3; do

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kidp_ops.output import human_age
+from kidp_ops.times import human_age
 
 
 @pytest.mark.parametrize(

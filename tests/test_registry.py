@@ -13,9 +13,9 @@ import pytest
 from kidp_ops.cluster.base import BROKERS
 from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.controller.informer import Informer
-from kidp_ops.model.convert import format_time
 from kidp_ops.registry import BrokerRegistry
 from kidp_ops.selection import SelectionCriteria
+from kidp_ops.times import format_time
 from tests.conftest import broker_manifest
 from tests.support.waiting import until
 

@@ -2,169 +2,78 @@
 
 Objects cross the port as plain manifest dicts (like the dynamic client), so the
 port stays independent of any client library. Adapters translate their own errors
-into the exception hierarchy below (the way httpx maps httpcore's exceptions).
+into the hierarchy of `kidp_ops.errors` (the way httpx maps httpcore's exceptions); the
+kinds and errors are re-exported here, as the port's vocabulary.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+import base64
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-Manifest = dict[str, Any]
-
-GROUP = "platform.company.com"
-VERSION = "v1"
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceKind:
-    """One REST resource: enough to build its URL and name it to a person."""
-
-    group: str  # "" for the core group
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-    short_names: tuple[str, ...] = ()
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def resource(self) -> str:
-        """`brokers.platform.company.com`, `secrets` (kubectl's fully-qualified name)."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-
-BROKERS = ResourceKind(GROUP, VERSION, "Broker", "brokers", short_names=("br",))
-DATABASES = ResourceKind(GROUP, VERSION, "Database", "databases", short_names=("db",))
-LEASES = ResourceKind("coordination.k8s.io", "v1", "Lease", "leases")
-SECRETS = ResourceKind("", "v1", "Secret", "secrets")
-EVENTS = ResourceKind("", "v1", "Event", "events", short_names=("ev",))
-CRDS = ResourceKind(
-    "apiextensions.k8s.io",
-    "v1",
-    "CustomResourceDefinition",
-    "customresourcedefinitions",
-    namespaced=False,
-    short_names=("crd",),
+from kidp_ops.cluster.patching import applied
+from kidp_ops.errors import (
+    AlreadyExists,
+    ClusterError,
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    Unavailable,
 )
-BUILTIN_KINDS: tuple[ResourceKind, ...] = (LEASES, SECRETS, EVENTS, CRDS)
-PLATFORM_KINDS: tuple[ResourceKind, ...] = (BROKERS, DATABASES)
-KNOWN_KINDS: tuple[ResourceKind, ...] = PLATFORM_KINDS + BUILTIN_KINDS
+from kidp_ops.kinds import (
+    BROKERS,
+    BUILTIN_KINDS,
+    CRDS,
+    DATABASES,
+    EVENTS,
+    GROUP,
+    KNOWN_KINDS,
+    LEASES,
+    PLATFORM_KINDS,
+    SECRETS,
+    VERSION,
+    Manifest,
+    ResourceKind,
+    kind_by_name,
+    kind_for_manifest,
+)
 
-
-def kind_for_manifest(manifest: Mapping[str, Any]) -> ResourceKind:
-    """The known ResourceKind of a manifest, by apiVersion and kind."""
-    api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
-    for known in KNOWN_KINDS:
-        if known.api_version == api_version and known.kind == kind:
-            return known
-    allowed = ", ".join(f"{k.api_version} {k.kind}" for k in KNOWN_KINDS)
-    raise Invalid(
-        f"unknown kind {api_version!r} {kind!r} (allowed: {allowed})",
-        field=".kind",
-    )
-
-
-def kind_by_name(name: str) -> ResourceKind:
-    """Resolve what a person types after `get`/`delete`: plural, singular, short or qualified."""
-    wanted = name.lower()
-    for known in KNOWN_KINDS:
-        names = {known.plural, known.singular, known.resource, *known.short_names}
-        names.add(f"{known.singular}.{known.group}" if known.group else known.singular)
-        if wanted in names:
-            return known
-    allowed = ", ".join(k.plural for k in KNOWN_KINDS)
-    raise Invalid(f"unknown resource type {name!r} (allowed: {allowed})")
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class ClusterError(Exception):
-    """Base of everything an adapter raises. `reason` mirrors a Kubernetes Status reason."""
-
-    reason = "InternalError"
-    code = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class Unavailable(ClusterError):
-    """The cluster could not be reached or answered with a server error."""
-
-    reason = "ServiceUnavailable"
-    code = 503
-
-
-class NotFound(ClusterError):
-    reason = "NotFound"
-    code = 404
-
-
-class AlreadyExists(ClusterError):
-    reason = "AlreadyExists"
-    code = 409
-
-
-class Conflict(ClusterError):
-    """The object changed since it was read (stale resourceVersion)."""
-
-    reason = "Conflict"
-    code = 409
-
-
-class Gone(ClusterError):
-    """The requested resourceVersion is too old: list again."""
-
-    reason = "Expired"
-    code = 410
-
-
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    """One invalid field: `.spec.endpoint` and what is wrong with it."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
-
-
-class Invalid(ClusterError):
-    """The object fails validation; `problems` names every field."""
-
-    reason = "Invalid"
-    code = 422
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str = "",
-        problems: tuple[FieldProblem, ...] = (),
-    ) -> None:
-        if not problems and (field or message):
-            problems = (FieldProblem(field, message),)
-        super().__init__("; ".join(str(p) for p in problems) if problems else message)
-        self.problems = problems
-
-
-class Forbidden(ClusterError):
-    reason = "Forbidden"
-    code = 403
-
+__all__ = [
+    "BROKERS",
+    "BUILTIN_KINDS",
+    "CRDS",
+    "DATABASES",
+    "EVENTS",
+    "GROUP",
+    "KNOWN_KINDS",
+    "LEASES",
+    "PLATFORM_KINDS",
+    "SECRETS",
+    "VERSION",
+    "AlreadyExists",
+    "Cluster",
+    "ClusterError",
+    "Conflict",
+    "EventType",
+    "FieldProblem",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "Manifest",
+    "NotFound",
+    "ObjectList",
+    "ResourceKind",
+    "Unavailable",
+    "WatchEvent",
+    "kind_by_name",
+    "kind_for_manifest",
+]
 
 # --- results ----------------------------------------------------------------------------
 
@@ -264,8 +173,6 @@ class Cluster(abc.ABC):
         """Create, or update what the manifest names (kubectl apply): returns
         ("created" | "configured" | "unchanged", the stored object). Adapters with an
         atomic path override this; this one retries on Conflict."""
-        from kidp_ops.cluster.patching import applied
-
         kind = kind_for_manifest(manifest)
         meta = manifest.get("metadata") or {}
         for _attempt in range(5):
@@ -301,8 +208,6 @@ class Cluster(abc.ABC):
 
     async def get_secret_data(self, name: str, *, namespace: str) -> dict[str, bytes]:
         """The decoded `data` (and `stringData`) of a Secret."""
-        import base64
-
         secret = await self.get(SECRETS, name, namespace=namespace)
         data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
         data.update({k: v.encode() for k, v in (secret.get("stringData") or {}).items()})

@@ -37,6 +37,7 @@ from kidp_ops.cluster.base import (
     kind_for_manifest,
 )
 from kidp_ops.cluster.labels import parse_selector
+from kidp_ops.model.bundled import load_crds
 
 T = TypeVar("T")
 
@@ -128,8 +129,6 @@ class EmbeddedCluster(Cluster):
 
     async def install_bundled_crds(self) -> None:
         """Create or update the CRDs shipped with kidp-ops (as `kidp-ops apply -f crds/`)."""
-        from kidp_ops.model.bundled import load_crds
-
         for crd in load_crds():
             await self.apply(crd)
 

@@ -36,6 +36,8 @@ from kidp_ops.cluster.base import (
 )
 from kidp_ops.cluster.patching import ENVELOPE as _ENVELOPE
 from kidp_ops.cluster.patching import applied, merge_patch
+from kidp_ops.model.schema import ResourceSchema, check_metadata
+from kidp_ops.model.validation import semantic_problems
 
 _SERVER_META = ("uid", "creationTimestamp", "generation", "deletionTimestamp", "resourceVersion")
 
@@ -55,7 +57,7 @@ def _dumps(obj: Manifest) -> str:
 class Rules:
     """How the server treats one kind."""
 
-    schema: Any = None  # kidp_ops.model.schema.ResourceSchema, for custom resources
+    schema: ResourceSchema | None = None  # custom resources only
     status_subresource: bool = False
     custom: bool = False
 
@@ -89,8 +91,6 @@ class SchemaCache:
 
     @staticmethod
     def _load(conn: sqlite3.Connection) -> dict[str, Rules]:
-        from kidp_ops.model.schema import ResourceSchema
-
         rules = {}
         for (body,) in conn.execute("SELECT body FROM objects WHERE resource=?", (CRDS.resource,)):
             crd = json.loads(body)
@@ -104,9 +104,6 @@ class SchemaCache:
 
 
 def _validate(rules: Rules, kind: ResourceKind, obj: Manifest, *, spec_write: bool) -> None:
-    from kidp_ops.model.schema import check_metadata
-    from kidp_ops.model.validation import semantic_problems
-
     problems: list[FieldProblem] = check_metadata(obj, namespaced=kind.namespaced)
     if rules.schema is not None:
         rules.schema.default(obj)
@@ -121,8 +118,6 @@ def _validate(rules: Rules, kind: ResourceKind, obj: Manifest, *, spec_write: bo
 
 
 def _crd_problems(crd: Manifest) -> list[FieldProblem]:
-    from kidp_ops.model.schema import ResourceSchema
-
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
     expected = f"{names.get('plural')}.{spec.get('group')}"

@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from kidp_ops.cluster.base import Cluster, ClusterError, Gone, ResourceKind, WatchEvent
+from kidp_ops.kinds import object_key
 
 log = logging.getLogger("kidp_ops.informer")
 
@@ -32,13 +33,6 @@ Handler = Callable[[ChangeType, Manifest], None]
 WATCH_TIMEOUT_SECONDS = 300.0
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 30.0
-
-
-def object_key(obj: Mapping[str, Any]) -> str:
-    """`namespace/name`, or `name` for a cluster-scoped object."""
-    meta = obj.get("metadata") or {}
-    namespace = meta.get("namespace")
-    return f"{namespace}/{meta.get('name', '')}" if namespace else str(meta.get("name", ""))
 
 
 def error_backoff(failures: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from kidp_ops.aio import cancel_and_wait
 from kidp_ops.cluster.base import (
     LEASES,
     AlreadyExists,
@@ -274,7 +275,7 @@ class LeaderElector:
             raise
         finally:
             self._leading.clear()
-            await _cancel_and_wait(work, renewing)
+            await cancel_and_wait(work, renewing)
             if release:
                 await self._release_in_time()
         if not renewing.cancelled():
@@ -410,9 +411,3 @@ async def _call(callback: StoppedLeading) -> None:
     result: Any = callback()
     if result is not None:
         await result
-
-
-async def _cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks)

@@ -2,7 +2,7 @@
 
     stop = asyncio.Event()
     with stop_on_signals(stop):
-        await run_until_stopped(pool, stop=stop, elector=elector, grace=25)
+        await run_until_stopped(term_of(pool), stop=stop, elector=elector, grace=25)
 
 On the first SIGTERM or SIGINT the stop event is set, and then, in order:
 
@@ -24,9 +24,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from kidp_ops.aio import cancel_and_wait
 from kidp_ops.controller.leader import LeaderElector
 from kidp_ops.controller.queue import WorkerPool
 
@@ -62,15 +64,32 @@ def stop_on_signals(
             loop.remove_signal_handler(signum)
 
 
+Term = Callable[[], AbstractAsyncContextManager[Sequence[WorkerPool[Any]]]]
+"""One leadership term: entered when this process starts leading, it yields the worker
+pools to run (a pool cannot be restarted, so every term builds its own) and is left when
+they have stopped."""
+
+
+def term_of(*pools: WorkerPool[Any]) -> Term:
+    """A term that runs exactly these pools (for a single term, as in tests)."""
+
+    @contextlib.asynccontextmanager
+    async def term() -> AsyncIterator[Sequence[WorkerPool[Any]]]:
+        yield pools
+
+    return term
+
+
 async def run_until_stopped(
-    pool: WorkerPool[Any],
+    term: Term,
     *,
     stop: asyncio.Event,
     elector: LeaderElector | None = None,
     grace: float = DEFAULT_GRACE_SECONDS,
 ) -> bool:
-    """Run `pool` (while leading, when an elector is given) until `stop` is set, then stop
-    gracefully. True when every in-flight reconcile finished within `grace`.
+    """Run the pools of `term` (while leading, when an elector is given) until `stop` is
+    set, then stop them gracefully. True when every in-flight reconcile finished within
+    `grace`.
 
     Raises LeadershipLost when the lease could not be renewed (the workers were cancelled
     at once: another replica may already be reconciling).
@@ -79,7 +98,8 @@ async def run_until_stopped(
 
     async def work() -> None:
         nonlocal graceful
-        graceful = await _work_until_stopped(pool, stop=stop, grace=grace)
+        async with term() as pools:
+            graceful = await _work_until_stopped(pools, stop=stop, grace=grace)
 
     if elector is None:
         await work()
@@ -92,28 +112,27 @@ async def run_until_stopped(
             campaign.cancel()  # still campaigning: there is nothing to finish or hand over
         await asyncio.wait({campaign})
     finally:
-        await _cancel_and_wait(campaign, stopped)
+        await cancel_and_wait(campaign, stopped)
     if not campaign.cancelled():
         campaign.result()
     return graceful
 
 
-async def _work_until_stopped(pool: WorkerPool[Any], *, stop: asyncio.Event, grace: float) -> bool:
-    running = asyncio.create_task(pool.run(), name=f"{pool.name}-workers")
+async def _work_until_stopped(
+    pools: Sequence[WorkerPool[Any]], *, stop: asyncio.Event, grace: float
+) -> bool:
+    """Run every pool until `stop`; then stop them all together within one grace period."""
+    running = [asyncio.create_task(pool.run(), name=f"{pool.name}-workers") for pool in pools]
     stopped = asyncio.create_task(stop.wait(), name="stop-requested")
     graceful = True
     try:
-        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*running, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
-            graceful = await pool.stop(grace=grace)
-        await asyncio.wait({running})
+            finished = await asyncio.gather(*(pool.stop(grace=grace) for pool in pools))
+            graceful = all(finished)
+        await asyncio.wait(running)
     finally:
-        await _cancel_and_wait(running, stopped)
-    running.result()
+        await cancel_and_wait(*running, stopped)
+    for task in running:
+        task.result()
     return graceful
-
-
-async def _cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks)

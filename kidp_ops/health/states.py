@@ -36,8 +36,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from kidp_ops.model.convert import format_time, from_json, to_json
+from kidp_ops.model.convert import from_json, to_json
 from kidp_ops.model.resources import BrokerPhase, BrokerStatus, Condition, HealthCheck
+from kidp_ops.times import format_time, go_duration
 
 ProbePhase = Literal["Pending", "Ready", "Unhealthy", "Offline"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -268,22 +269,12 @@ def _reason_and_message(state: HealthState, health_check: HealthCheck) -> tuple[
         case "Unknown":
             return CANNOT_PROBE, state.cannot_probe or "cannot probe"
         case "Offline":
-            window = _duration(offline_after(health_check))
+            window = go_duration(offline_after(health_check).total_seconds())
             return BROKER_OFFLINE, f"no successful health check for over {window}: {failure}"
         case "Pending" if state.last_failure is None:
             return HEALTH_CHECK_PENDING, "waiting for the first successful health check"
         case _:
             return HEALTH_CHECK_FAILED, failure
-
-
-def _duration(value: timedelta) -> str:
-    """Go-style duration text: `5m0s`, `1h0m0s`, `45s`."""
-    total = int(value.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{seconds}s"
-    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
 
 
 # --- status writes -------------------------------------------------------------------

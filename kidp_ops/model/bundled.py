@@ -12,6 +12,10 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from kidp_ops.model.schema import ResourceSchema
+
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -25,8 +29,6 @@ def bundled_dir(name: str) -> Path:
 
 @functools.cache
 def load_crds() -> tuple[dict[str, Any], ...]:
-    import yaml
-
     # Only CustomResourceDefinitions: crds/ also holds kustomization.yaml (a build file).
     crds: list[dict[str, Any]] = []
     for path in sorted(bundled_dir("crds").glob("*.yaml")):
@@ -39,10 +41,8 @@ def load_crds() -> tuple[dict[str, Any], ...]:
 
 
 @functools.cache
-def crd_schema(resource: str) -> Any:
+def crd_schema(resource: str) -> ResourceSchema:
     """The ResourceSchema of a bundled CRD, by `plural.group`."""
-    from kidp_ops.model.schema import ResourceSchema
-
     for crd in load_crds():
         if crd["metadata"]["name"] == resource:
             return ResourceSchema.from_crd(crd)

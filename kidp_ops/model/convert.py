@@ -12,8 +12,10 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
+
+from kidp_ops.times import format_time, parse_time
 
 T = TypeVar("T")
 
@@ -21,20 +23,6 @@ T = TypeVar("T")
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 (`2025-10-03T10:30:00Z`) to an aware datetime; None for empty."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _FIELDS: dict[type, tuple[tuple[str, str, Any], ...]] = {}

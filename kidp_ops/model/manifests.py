@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kidp_ops.model.validation import Problem, manifest_problems, object_label
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -98,8 +100,6 @@ def _read_text(path: Path, shown: str, problems: list[Problem]) -> str | None:
 
 
 def _parse(text: str, shown: str, problems: list[Problem]) -> list[Any]:
-    import yaml
-
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return list(yaml.load_all(text, Loader=loader))

@@ -14,7 +14,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, Self
 
-from kidp_ops.cluster.base import BROKERS, DATABASES, ResourceKind
+from kidp_ops.kinds import BROKERS, DATABASES, ResourceKind
+from kidp_ops.model.bundled import crd_schema
 from kidp_ops.model.convert import from_json, to_json
 
 BrokerPhase = Literal["Pending", "Ready", "Unhealthy", "Offline", "Unknown"]
@@ -134,8 +135,6 @@ class _Resource:
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> Self:
-        from kidp_ops.model.bundled import crd_schema
-
         defaulted = copy.deepcopy(dict(manifest))
         crd_schema(cls.KIND.resource).default(defaulted)
         return from_json(cls, defaulted)

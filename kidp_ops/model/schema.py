@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kidp_ops.cluster.base import FieldProblem
+import jsonschema
+
+from kidp_ops.errors import FieldProblem
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -151,8 +153,6 @@ class ResourceSchema:
     """Validator and defaulter built from one CRD version's `openAPIV3Schema`."""
 
     def __init__(self, openapi: Mapping[str, Any]) -> None:
-        import jsonschema
-
         self.openapi = openapi
         closed = dict(_to_json_schema(dict(openapi)))
         props = dict(closed.get("properties") or {})

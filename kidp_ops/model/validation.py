@@ -6,18 +6,16 @@ store runs it on every spec write, so the embedded default and `validate` agree.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kidp_ops.cluster.base import (
-    BROKERS,
-    DATABASES,
-    FieldProblem,
-    Invalid,
-    kind_for_manifest,
-)
+from kidp_ops.errors import FieldProblem, Invalid
+from kidp_ops.kinds import BROKERS, DATABASES, kind_for_manifest
+from kidp_ops.model.bundled import crd_schema
+from kidp_ops.model.schema import check_metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +127,6 @@ def semantic_problems(manifest: Mapping[str, Any]) -> list[FieldProblem]:
 
 def manifest_problems(manifest: Mapping[str, Any]) -> list[FieldProblem]:
     """Everything the API server (plus our admission rules) would reject, offline."""
-    import copy
-
-    from kidp_ops.model.bundled import crd_schema
-    from kidp_ops.model.schema import check_metadata
-
     try:
         kind = kind_for_manifest(manifest)
     except Invalid as exc:

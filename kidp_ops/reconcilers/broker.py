@@ -16,11 +16,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from kidp_ops.clock import utc_now
 from kidp_ops.cluster.base import BROKERS, Cluster, ClusterError, NotFound
-from kidp_ops.controller.informer import ChangeType, Informer, object_key
+from kidp_ops.controller.informer import ChangeType, Informer
 from kidp_ops.controller.queue import QueueFed, Result, WorkQueue
 from kidp_ops.health.states import (
     CannotProbe,
@@ -32,6 +33,7 @@ from kidp_ops.health.states import (
     status_patch,
 )
 from kidp_ops.history import HistorySink, NullSink, ProbeRecord
+from kidp_ops.kinds import object_key
 from kidp_ops.model.resources import Broker, HealthCheck
 
 if TYPE_CHECKING:
@@ -45,10 +47,6 @@ JITTER = 0.1
 def jittered(interval: float, rng: random.Random) -> float:
     """`interval` +-10%, so brokers added together do not stay probed in lockstep."""
     return interval * (1 + rng.uniform(-JITTER, JITTER))
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class BrokerReconciler(QueueFed):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kidp_ops import explaining
@@ -31,16 +31,18 @@ from kidp_ops.brokerapi.client import (
     DeprovisionOutcome,
 )
 from kidp_ops.brokerapi.models import DeprovisionRequest, ProvisionRequest
-from kidp_ops.brokerapi.pool import BrokerClients, CredentialsError
+from kidp_ops.clock import utc_now
 from kidp_ops.cluster.base import DATABASES, Cluster, ClusterError, NotFound
-from kidp_ops.controller.informer import ChangeType, Informer, object_key
+from kidp_ops.controller.informer import ChangeType, Informer
 from kidp_ops.controller.queue import QueueFed, Result, WorkQueue
 from kidp_ops.history import HistorySink, NullSink, SelectionRecord
-from kidp_ops.model.convert import format_time
+from kidp_ops.kinds import object_key
 from kidp_ops.model.resources import Database
 from kidp_ops.placement import PlacementError, criteria_for
 from kidp_ops.reconcilers import provisioning as p
+from kidp_ops.reconcilers.clients import BrokerClients, CredentialsError
 from kidp_ops.selection import Filter, SelectionCriteria, failed_filter
+from kidp_ops.times import format_time
 
 if TYPE_CHECKING:
     from kidp_ops.brokerapi.client import BrokerClient
@@ -52,10 +54,6 @@ REASONS_SHOWN = 5
 DEFAULT_POLL_AFTER = 30.0
 AT_CAPACITY = 429
 RETRYABLE_REJECTIONS = frozenset({408, 409, 425})  # and every 5xx
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _version(obj: Mapping[str, Any]) -> int:

@@ -12,13 +12,14 @@ import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kidp_ops.brokerapi.models import CallbackPayload, rfc3339
 from kidp_ops.brokerapi.signing import callback_headers
+from kidp_ops.clock import utc_now
 from kidp_ops.simbroker.config import RetryPolicy, worth_retrying
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ class Delivery:
     error: str = ""
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class CallbackSender:
     """Posts signed callbacks; owns one HTTP client. Close with `aclose()`."""
 
@@ -51,7 +48,7 @@ class CallbackSender:
         broker_name: str,
         private_key: Ed25519PrivateKey,
         policy: RetryPolicy | None = None,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.broker_name = broker_name
         self.policy = policy or RetryPolicy()

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kidp_ops.simbroker.config import DEFAULT_NAME, parse_broker_ref
+from kidp_ops.cluster.target import target_from_args, target_options
+from kidp_ops.simbroker.config import DEFAULT_NAME, BrokerConfig, parse_broker_ref
 from kidp_ops.simbroker.knobs import (
     DEFAULT_DELAY_SECONDS,
     DEFAULT_VERSION,
@@ -234,8 +235,6 @@ def _secret(path: str | None, env: str, what: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out `kidp-ops broker serve` (the only broker command)."""
-    from kidp_ops.simbroker.config import BrokerConfig
-
     register: tuple[str, str] | None = args.register
     name = args.name or ("/".join(register) if register else DEFAULT_NAME)
     try:
@@ -258,21 +257,23 @@ def run(args: argparse.Namespace) -> int:
     except _Problem as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from kidp_ops.commands import Target
+    # lazy: FastAPI and uvicorn load only when a broker is really served (--help stays fast)
     from kidp_ops.simbroker.server import serve
 
-    target = Target(
-        state=getattr(args, "state", ".kidp"),
-        kubeconfig=getattr(args, "kubeconfig", None),
-        context=getattr(args, "context", None),
-        in_cluster=getattr(args, "in_cluster", False),
-    )
     work = serve(
         config,
         out=sys.stdout,
         err=sys.stderr,
         register=register,
-        target=target,
+        target=target_from_args(args),
         register_wait=args.register_wait,
     )
     return asyncio.run(work)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kidp_ops.simbroker serve ...`: the broker alone, without the manager's CLI."""
+    parser = argparse.ArgumentParser(prog="python -m kidp_ops.simbroker")
+    add_parser(parser.add_subparsers(dest="command", required=True), target_options())
+    args = parser.parse_args(["broker", *(sys.argv[1:] if argv is None else argv)])
+    return run(args)

@@ -144,15 +144,3 @@ class Knobs:
             "capacity": self.capacity,
             "version": self.version,
         }
-
-
-def format_uptime(seconds: float) -> str:
-    """Go's duration style, whole seconds: `45s`, `15m30s`, `2h15m30s`."""
-    total = max(int(seconds), 0)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"

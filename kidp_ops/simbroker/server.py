@@ -20,20 +20,20 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kidp_ops.brokerapi import signing
+from kidp_ops.cluster.base import ClusterError
+from kidp_ops.cluster.target import Target, connect
 from kidp_ops.simbroker.app import create_app
 from kidp_ops.simbroker.callbacks import CallbackSender
 from kidp_ops.simbroker.config import BrokerConfig
 from kidp_ops.simbroker.knobs import Knobs
+from kidp_ops.simbroker.registration import register_callback_key
 from kidp_ops.simbroker.simulation import Simulation
-
-if TYPE_CHECKING:
-    from kidp_ops.commands import Target
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +219,6 @@ async def _register(
     err: TextIO,
 ) -> int:
     """Register the key unless a signal comes first; 1 (after one line on `err`) on failure."""
-    from kidp_ops.cluster.base import ClusterError
-    from kidp_ops.commands import Target, connect
-    from kidp_ops.simbroker.registration import register_callback_key
-
     namespace, name = ref
     where = target or Target()
 

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kidp_ops.brokerapi.models import (
@@ -39,8 +39,10 @@ from kidp_ops.brokerapi.models import (
     ResourceItem,
     ResourceList,
 )
+from kidp_ops.clock import utc_now
 from kidp_ops.simbroker.callbacks import CallbackSender
-from kidp_ops.simbroker.knobs import Knobs, format_uptime
+from kidp_ops.simbroker.knobs import Knobs
+from kidp_ops.times import go_duration
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,6 @@ class AtCapacity(Exception):
 
 class UnknownDeployment(Exception):
     """No deployment with that id (never provisioned, or deprovisioned and gone)."""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def deployment_id_for(broker_name: str, request_id: str) -> str:
@@ -120,7 +118,7 @@ class Simulation:
         seed: int | None = None,
         sender: CallbackSender | None = None,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -166,7 +164,7 @@ class Simulation:
             status=status,
             version=self._knobs.version,
             time=self.now().replace(microsecond=0),
-            uptime=format_uptime(uptime),
+            uptime=go_duration(uptime),
             uptime_seconds=round(uptime, 3),
             active_deployments=self.active,
             total_deployments=self.total,

@@ -11,7 +11,7 @@ import sys
 from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.controller.leader import LeaderElector
 from kidp_ops.controller.queue import Result, WorkerPool, WorkQueue
-from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals
+from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals, term_of
 
 KEY = "kidp-system/db1"
 
@@ -48,7 +48,9 @@ async def main(state_dir: str, work_seconds: float, grace: float) -> None:
         )
         stop = asyncio.Event()
         with stop_on_signals(stop):
-            graceful = await run_until_stopped(pool, stop=stop, elector=elector, grace=grace)
+            graceful = await run_until_stopped(
+                term_of(pool), stop=stop, elector=elector, grace=grace
+            )
         say("graceful" if graceful else "forced")
     finally:
         await cluster.close()

@@ -18,7 +18,7 @@ from kidp_ops.cluster.base import LEASES, Cluster
 from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.controller.leader import LeaderElector
 from kidp_ops.controller.queue import WorkerPool, WorkQueue
-from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals
+from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals, term_of
 from tests.conftest import REPO
 
 CHILD = Path(__file__).with_name("sigterm_child.py")
@@ -158,7 +158,7 @@ async def test_without_an_elector_the_pool_runs_until_stopped() -> None:
 
     queue.add("a")
     pool = WorkerPool(queue, record, workers=1)
-    assert await asyncio.wait_for(run_until_stopped(pool, stop=stop, grace=1), DEADLINE)
+    assert await asyncio.wait_for(run_until_stopped(term_of(pool), stop=stop, grace=1), DEADLINE)
     assert seen == ["a"]
     assert queue.shutting_down
 
@@ -176,7 +176,7 @@ async def test_work_runs_only_while_leading_and_stop_releases(cluster: Cluster) 
     queue.add("a")
     pool = WorkerPool(queue, record, workers=1)
     assert await asyncio.wait_for(
-        run_until_stopped(pool, stop=stop, elector=candidate, grace=1), DEADLINE
+        run_until_stopped(term_of(pool), stop=stop, elector=candidate, grace=1), DEADLINE
     )
     assert leading_during_work == [True]
     lease = await cluster.get(LEASES, "kidp-ops", namespace="kidp-system")
@@ -198,7 +198,7 @@ async def test_a_stop_while_campaigning_returns_at_once(cluster: Cluster) -> Non
         follower = elector(cluster, "follower")
         runner = asyncio.create_task(
             run_until_stopped(
-                WorkerPool(queue, never, workers=1), stop=stop, elector=follower, grace=1
+                term_of(WorkerPool(queue, never, workers=1)), stop=stop, elector=follower, grace=1
             )
         )
         deadline = time.monotonic() + DEADLINE

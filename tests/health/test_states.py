@@ -24,8 +24,9 @@ from kidp_ops.health.states import (
     status_patch,
     visible_status,
 )
-from kidp_ops.model.convert import from_json, parse_time
+from kidp_ops.model.convert import from_json
 from kidp_ops.model.resources import BrokerStatus, HealthCheck
+from kidp_ops.times import parse_time
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 HC = HealthCheck()  # interval 30, timeout 5, failureThreshold 3, successThreshold 1

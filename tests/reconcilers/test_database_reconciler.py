@@ -26,7 +26,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kidp_ops.brokerapi.client import BrokerClient
-from kidp_ops.brokerapi.pool import BrokerClients
 from kidp_ops.brokerapi.signing import (
     callback_headers,
     generate_private_key,
@@ -47,14 +46,15 @@ from kidp_ops.controller.queue import WorkerPool, WorkQueue
 from kidp_ops.health.credentials import SecretCache
 from kidp_ops.health.probing import Prober
 from kidp_ops.history import MemorySink
-from kidp_ops.model.convert import format_time
 from kidp_ops.model.resources import Broker
 from kidp_ops.reconcilers import provisioning as p
 from kidp_ops.reconcilers.broker import BrokerReconciler
+from kidp_ops.reconcilers.clients import BrokerClients
 from kidp_ops.reconcilers.conditions import find
 from kidp_ops.reconcilers.database import DatabaseReconciler
 from kidp_ops.registry import BrokerRegistry
 from kidp_ops.simbroker.registration import register_callback_key
+from kidp_ops.times import format_time
 from tests.conftest import broker_manifest
 from tests.support.brokers import BrokerProcess
 from tests.support.callback_server import CallbackServer, callback_server

@@ -9,13 +9,13 @@ from kidp_ops.simbroker.config import BrokerConfig, RetryPolicy, parse_broker_re
 from kidp_ops.simbroker.knobs import (
     HealthMode,
     Knobs,
-    format_uptime,
     parse_capacity,
     parse_delay,
     parse_failure_rate,
     parse_health_mode,
 )
 from kidp_ops.simbroker.simulation import AtCapacity, Simulation, deployment_id_for
+from kidp_ops.times import go_duration
 
 
 @pytest.mark.parametrize("text", ["healthy", "degraded", "fail", "hang", "garbage", "huge"])
@@ -80,7 +80,7 @@ def test_knobs_change_with_validation() -> None:
     [(0, "0s"), (59.9, "59s"), (90, "1m30s"), (3600, "1h0m0s"), (8130, "2h15m30s")],
 )
 def test_uptime_reads_like_a_go_duration(seconds: float, text: str) -> None:
-    assert format_uptime(seconds) == text
+    assert go_duration(seconds) == text
 
 
 def test_broker_refs() -> None:
