@@ -6,11 +6,13 @@ few best candidates, not with the fleet.
 
 **Index.** Only selectable brokers are indexed: phase Ready, not cordoned, not at capacity
 counting reservations. A broker sits in one bucket per (resourceType, provider, cloud,
-region slot) it can serve: the provider slot is None for a capability declaring no
-providers; the region slot is None ("no region asked"), a region it serves, or ANYWHERE (a
-region-less broker whose capability lists no regions). So every entry of a bucket passes
-every filter of the requests that read it. A request reads one bucket, two when it asks a
-region (that region's and ANYWHERE), times each cloud or provider it leaves open. Buckets
+region slot, namespace slot) it can serve: the provider slot is None for a capability
+declaring no providers; the region slot is None ("no region asked"), a region it serves,
+or ANYWHERE (a region-less broker whose capability lists no regions); the namespace slot
+is None for a broker serving every namespace, else one of its `allowedNamespaces`. So
+every entry of a bucket passes every filter of the requests that read it. A request reads
+one bucket, two when it asks a region (that region's and ANYWHERE), times two for its
+namespace (None and its own), times each cloud, provider or namespace it leaves open. Buckets
 are sorted by `selection.order_key` computed at the *watermark* W, the latest `now` the
 index has been brought to. The heartbeat bonus only falls as time passes, so a key at W is
 never worse than the key at any now >= W; a heap of each broker's next bonus step
@@ -74,7 +76,7 @@ class _Anywhere:
 
 ANYWHERE = _Anywhere()
 RegionSlot = str | _Anywhere | None
-BucketKey = tuple[str, str | None, str, RegionSlot]
+BucketKey = tuple[str, str | None, str, RegionSlot, str | None]
 SortKey = tuple[float, float, str]
 _NO_REGION: tuple[RegionSlot, ...] = (None,)
 _DAWN = datetime.min.replace(tzinfo=UTC)  # the first watermark: every heartbeat is fresh
@@ -108,10 +110,12 @@ class BrokerRegistry:
         self._clock = clock
         self._ttl = timedelta(seconds=reservation_ttl)
         self._brokers: dict[str, Broker] = {}
+        self._by_name: dict[str, set[str]] = {}  # bare name -> keys (callbacks by name)
         self._entries: dict[str, _Entry] = {}
         self._buckets: dict[BucketKey, Any] = {}  # SortedList[SortKey]
-        self._clouds: set[str] = set()  # every cloud and provider slot ever indexed, for
-        self._providers: dict[str, set[str | None]] = {}  # requests leaving them open
+        self._clouds: set[str] = set()  # every cloud, provider and namespace slot ever
+        self._providers: dict[str, set[str | None]] = {}  # indexed, for requests leaving
+        self._namespaces: set[str | None] = {None}  # them open
         self._region_counts: dict[str, int] = {}
         self._regions: frozenset[str] = frozenset()
         self._watermark = _DAWN
@@ -167,6 +171,8 @@ class BrokerRegistry:
                 self._count_regions(broker.spec, 1)
                 entry.slots = _slots(broker.spec)
                 self._note_slots(entry.slots)
+        if key not in self._brokers:
+            self._by_name.setdefault(broker.metadata.name, set()).add(key)
         self._brokers[key] = broker
         if key in self._held:
             self._catch_up(key, broker.status.active_deployments)
@@ -178,6 +184,10 @@ class BrokerRegistry:
         if entry is None:
             return False
         del self._brokers[key]
+        named = self._by_name[entry.broker.metadata.name]
+        named.discard(key)
+        if not named:
+            del self._by_name[entry.broker.metadata.name]
         self._unplace(entry)
         self._count_regions(entry.broker.spec, -1)
         for request_id in self._held.pop(key, ()):
@@ -189,6 +199,10 @@ class BrokerRegistry:
 
     def get(self, key: str) -> Broker | None:
         return self._brokers.get(key)
+
+    def named(self, name: str) -> list[Broker]:
+        """Every broker called `name`, in any namespace (a bare callback sender name)."""
+        return [self._brokers[key] for key in sorted(self._by_name.get(name, ()))]
 
     def __len__(self) -> int:
         return len(self._brokers)
@@ -300,20 +314,24 @@ class BrokerRegistry:
         resource_type, provider = criteria.resource_type, criteria.provider
         cloud = criteria.cloud_provider
         regions = _NO_REGION if criteria.region is None else (criteria.region, ANYWHERE)
+        asked = criteria.namespace
+        namespaces = self._namespaces if asked is None else (None, asked)
         get, found = self._buckets.get, []
         if provider is not None and cloud is not None:  # the usual request, kept short
             for region in regions:
-                bucket = get((resource_type, provider, cloud, region))
-                if bucket is not None:
-                    found.append(bucket)
+                for namespace in namespaces:
+                    bucket = get((resource_type, provider, cloud, region, namespace))
+                    if bucket is not None:
+                        found.append(bucket)
             return found
         providers = (provider,) if provider is not None else self._providers.get(resource_type, ())
         for provider_slot in providers:
             for cloud_slot in self._clouds if cloud is None else (cloud,):
                 for region in regions:
-                    bucket = get((resource_type, provider_slot, cloud_slot, region))
-                    if bucket is not None:
-                        found.append(bucket)
+                    for namespace in namespaces:
+                        bucket = get((resource_type, provider_slot, cloud_slot, region, namespace))
+                        if bucket is not None:
+                            found.append(bucket)
         return found
 
     # --- reservations ---------------------------------------------------------------------
@@ -445,9 +463,10 @@ class BrokerRegistry:
         heapq.heapify(self._steps)
 
     def _note_slots(self, slots: tuple[BucketKey, ...]) -> None:
-        for resource_type, provider, cloud, _ in slots:
+        for resource_type, provider, cloud, _, namespace in slots:
             self._clouds.add(cloud)
             self._providers.setdefault(resource_type, set()).add(provider)
+            self._namespaces.add(namespace)
 
     def _count_regions(self, spec: BrokerSpec, delta: int) -> None:
         counts, changed = self._region_counts, False
@@ -499,20 +518,25 @@ def _selectable(broker: Broker, reserved_count: int) -> bool:
 
 
 def _slots(spec: BrokerSpec) -> tuple[BucketKey, ...]:
-    """Every bucket a selectable broker with `spec` belongs in (see the module docstring)."""
+    """Every bucket a selectable broker with `spec` belongs in (see the module docstring).
+    A type listed twice puts the broker in the buckets of both entries."""
+    namespaces: tuple[str | None, ...] = (
+        (None,)
+        if spec.allowed_namespaces is None
+        else tuple(dict.fromkeys(spec.allowed_namespaces))
+    )
     slots: list[BucketKey] = []
-    seen: set[str] = set()
     for capability in spec.capabilities:
         resource_type = capability.resource_type
-        if resource_type in seen:  # only the first entry of a type counts
-            continue
-        seen.add(resource_type)
         regions = _served_regions(spec.region, capability.regions)
         providers: tuple[str | None, ...] = tuple(dict.fromkeys(capability.providers)) or (None,)
         for provider in providers:
-            slots.append((resource_type, provider, spec.cloud_provider, None))
-            slots.extend((resource_type, provider, spec.cloud_provider, r) for r in regions)
-    return tuple(slots)
+            for region in (None, *regions):
+                slots.extend(
+                    (resource_type, provider, spec.cloud_provider, region, namespace)
+                    for namespace in namespaces
+                )
+    return tuple(dict.fromkeys(slots))
 
 
 def _served_regions(region: str, listed: tuple[str, ...]) -> tuple[RegionSlot, ...]:

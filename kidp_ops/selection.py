@@ -9,19 +9,22 @@ Filters, in order; the first one that fails is the rejection a person sees:
 
 1. phase Ready;
 2. not cordoned (`spec.unschedulable`);
-3. `cloudProvider` equal, when one is asked;
-4. region equal, when one is asked; a broker with an empty region serves any region;
-5. a capability with the asked `resourceType` (exact, case-sensitive match; when a broker
-   lists one type twice only the first entry counts, as the CRD documents one entry per
-   type and `BrokerSpec.capability` reads it that way);
-6. that capability's `providers` contain the asked provider, when one is asked. An empty
+3. the broker serves the request's namespace (`spec.allowedNamespaces`; absent: every
+   namespace), when the request names one;
+4. `cloudProvider` equal, when one is asked;
+5. region equal, when one is asked; a broker with an empty region serves any region;
+6. a capability with the asked `resourceType` (exact, case-sensitive match);
+7. that capability's `providers` contain the asked provider, when one is asked. An empty
    `providers` list means "no providers declared", so such a capability is rejected
    whenever a provider is asked (and accepted when none is);
-7. when a region is asked and that capability lists `regions`, the region is in them
+8. when a region is asked and that capability lists `regions`, the region is in them
    (an empty `regions` list means every region the broker serves);
-8. not at capacity: with `maxConcurrentDeployments > 0`, active >= max is excluded;
-   max 0 means unlimited. "active" is `status.activeDeployments` plus the registry's
-   reservations for the broker (counts >= 0, keyed by `namespace/name`).
+9. not at capacity: with `maxConcurrentDeployments > 0`, active >= max is excluded;
+   max 0 (or less) means unlimited. "active" is `status.activeDeployments` plus the
+   registry's reservations for the broker (counts >= 0, keyed by `namespace/name`).
+
+A broker that lists one resource type twice passes 6-8 when any of those entries does (as
+the seed system reads it); a rejection then names what the first entry lacks.
 
 Score = priority + load term + heartbeat bonus:
 
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from kidp_ops.model.resources import Broker
+from kidp_ops.model.resources import Broker, Capability
 
 LOAD_WEIGHT = 100.0
 FRESH_HEARTBEAT = timedelta(seconds=60)
@@ -62,6 +65,7 @@ class SelectionCriteria:
     provider: str | None = None
     cloud_provider: str | None = None
     region: str | None = None
+    namespace: str | None = None  # of the requesting object: brokers' allowedNamespaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ class Filter(enum.StrEnum):
 
     PHASE = "phase"
     CORDONED = "cordoned"
+    NAMESPACE = "namespace"
     CLOUD_PROVIDER = "cloud_provider"
     REGION = "region"
     CAPABILITY = "capability"
@@ -116,21 +121,31 @@ def failed_filter(
         return Filter.PHASE
     if spec.unschedulable:
         return Filter.CORDONED
+    if criteria.namespace is not None and not spec.serves_namespace(criteria.namespace):
+        return Filter.NAMESPACE
     if criteria.cloud_provider is not None and spec.cloud_provider != criteria.cloud_provider:
         return Filter.CLOUD_PROVIDER
     asked_region = criteria.region
     if asked_region is not None and spec.region and spec.region != asked_region:
         return Filter.REGION
-    capability = spec.capability(criteria.resource_type)
-    if capability is None:
+    capabilities = spec.capabilities_of(criteria.resource_type)
+    if not capabilities:
         return Filter.CAPABILITY
-    if criteria.provider is not None and criteria.provider not in capability.providers:
-        return Filter.PROVIDER
-    if asked_region is not None and capability.regions and asked_region not in capability.regions:
-        return Filter.CAPABILITY_REGION
+    failed = [_capability_filter(c, criteria) for c in capabilities]
+    if None not in failed:
+        return failed[0]
     limit = spec.max_concurrent_deployments
     if limit > 0 and status.active_deployments + reserved_count >= limit:
         return Filter.CAPACITY
+    return None
+
+
+def _capability_filter(capability: Capability, criteria: SelectionCriteria) -> Filter | None:
+    if criteria.provider is not None and criteria.provider not in capability.providers:
+        return Filter.PROVIDER
+    region = criteria.region
+    if region is not None and capability.regions and region not in capability.regions:
+        return Filter.CAPABILITY_REGION
     return None
 
 
@@ -157,6 +172,8 @@ def describe(
             return f"phase {status.phase or 'not reported'} (not Ready)"
         case Filter.CORDONED:
             return "cordoned (unschedulable)"
+        case Filter.NAMESPACE:
+            return f"namespace {criteria.namespace} not allowed"
         case Filter.CLOUD_PROVIDER:
             return f"cloud provider {spec.cloud_provider}, asked {criteria.cloud_provider}"
         case Filter.REGION:

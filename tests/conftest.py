@@ -61,3 +61,11 @@ def broker_manifest(
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "state"
+
+
+@pytest.fixture(scope="session")
+def gocheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tests/support/gocheck` binary: real Go's encoding/json and ed25519."""
+    from tests.support.golang import build_gocheck
+
+    return build_gocheck(tmp_path_factory.mktemp("gocheck"))

@@ -33,6 +33,8 @@ DECISIONS = (
     "explaining.py",
     "health/states.py",
     "reconcilers/provisioning.py",
+    "reconcilers/outcomes.py",
+    "reconcilers/patches.py",
     "reconcilers/conditions.py",
 )
 CLOCK_CALLS = ("now", "utcnow", "today", "time", "monotonic", "perf_counter")

@@ -1,7 +1,8 @@
-"""The callback gate: signature with the Broker's key only, +-5 minutes, replays, the index."""
+"""The callback gate: the sender by name, its key only, +-5 minutes, replays, bounded bodies."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,12 +11,15 @@ import pytest
 
 from kidp_ops.brokerapi.signing import (
     HEADER_BROKER_NAME,
+    HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     callback_headers,
     generate_private_key,
     public_key_b64,
 )
-from kidp_ops.callbacks import CallbackGate, DeploymentIndex, Verdict, result_of
+from kidp_ops.callbacks import CallbackGate, DeploymentIndex, Verdict
+from kidp_ops.registry import BrokerRegistry
+from tests.conftest import broker_manifest
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 BROKER = "kidp-system/aws-1"
@@ -30,14 +34,24 @@ def database(name: str, deployment_id: str | None, broker: str = "aws-1") -> dic
     return {"metadata": {"name": name, "namespace": "team"}, "status": status}
 
 
-def make_gate(keys: dict[str, str] | None = None) -> tuple[CallbackGate, DeploymentIndex]:
+def registered(name: str, namespace: str = "kidp-system", *, key: Any = KEY, **spec: Any) -> Any:
+    manifest = broker_manifest(name, namespace, **spec)
+    manifest["status"] = {"phase": "Ready"}
+    if key is not None:
+        manifest["status"]["callbackPublicKey"] = public_key_b64(key)
+    return manifest
+
+
+def make_gate(*brokers: dict[str, Any]) -> tuple[CallbackGate, DeploymentIndex, BrokerRegistry]:
+    registry = BrokerRegistry()
+    for manifest in brokers or (registered("aws-1"), registered("azure-1", key=OTHER_KEY)):
+        registry.handle("ADDED", manifest)
     index = DeploymentIndex()
     index.handle("ADDED", database("orders", "d-1"))
     index.handle("ADDED", database("ledger", "d-2", broker="azure-1"))
-    public = {BROKER: public_key_b64(KEY)} if keys is None else keys
     refs = {"team/orders": BROKER, "team/ledger": "kidp-system/azure-1"}
-    gate = CallbackGate(public_key_for=public.get, broker_ref_of=refs.get, index=index)
-    return gate, index
+    gate = CallbackGate(brokers=registry, broker_ref_of=refs.get, index=index)
+    return gate, index, registry
 
 
 def body(deployment_id: str = "d-1", **extra: Any) -> bytes:
@@ -62,7 +76,7 @@ def signed(
 
 
 def test_a_good_callback_is_accepted_and_says_ready() -> None:
-    gate, _ = make_gate()
+    gate, _, _ = make_gate()
     raw = body()
     verdict = gate.check(signed(raw), raw, now=NOW)
     assert verdict.accepted, verdict.reason
@@ -78,6 +92,8 @@ def test_a_good_callback_is_accepted_and_says_ready() -> None:
         5432,
     )
     assert verdict.result.connection_secret == "orders-conn"
+    assert verdict.stamp is not None and verdict.stamp.when == NOW
+    assert len(verdict.stamp.digest) == 64
 
 
 def reject(verdict: Verdict, status: int, words: str) -> None:
@@ -87,7 +103,7 @@ def reject(verdict: Verdict, status: int, words: str) -> None:
 
 
 def test_another_key_or_a_changed_byte_fails() -> None:
-    gate, _ = make_gate()
+    gate, _, _ = make_gate()
     raw = body()
     reject(gate.check(signed(raw, key=OTHER_KEY), raw, now=NOW), 401, "does not verify")
     headers = signed(raw)
@@ -98,28 +114,57 @@ def test_another_key_or_a_changed_byte_fails() -> None:
 
 
 def test_a_key_sent_with_the_request_is_never_trusted() -> None:
-    gate, _ = make_gate()
+    gate, _, _ = make_gate()
     raw = body(publicKey=public_key_b64(OTHER_KEY))
     headers = signed(raw, key=OTHER_KEY)
     headers["X-KIDP-Public-Key"] = public_key_b64(OTHER_KEY)
     reject(gate.check(headers, raw, now=NOW), 401, "does not verify")
 
 
-def test_unknown_broker_or_no_key_is_forbidden() -> None:
-    gate, _ = make_gate(keys={})
+def test_a_bare_name_resolves_to_the_one_broker_of_that_name() -> None:
+    gate, _, _ = make_gate()
+    raw = body()
+    verdict = gate.check(signed(raw, broker="aws-1"), raw, now=NOW)
+    assert verdict.accepted, verdict.reason
+    assert verdict.broker == BROKER
+
+
+def test_an_ambiguous_bare_name_is_refused() -> None:
+    gate, _, _ = make_gate(registered("aws-1"), registered("aws-1", "team-x"))
+    raw = body()
+    reject(
+        gate.check(signed(raw, broker="aws-1"), raw, now=NOW),
+        401,
+        "ambiguous broker name aws-1 (kidp-system/aws-1, team-x/aws-1); send namespace/name",
+    )
+    assert gate.check(signed(raw), raw, now=NOW).accepted  # namespace/name still works
+
+
+def test_the_key_pinned_in_the_spec_wins_over_the_registered_one() -> None:
+    pinned = registered("aws-1", key=OTHER_KEY, callbackPublicKey=public_key_b64(KEY))
+    gate, _, _ = make_gate(pinned)
+    raw = body()
+    assert gate.check(signed(raw), raw, now=NOW).accepted  # signed with the pinned KEY
+    again = body(message="signed with the key in status")
+    reject(gate.check(signed(again, key=OTHER_KEY), again, now=NOW), 401, "does not verify")
+
+
+def test_unknown_broker_is_forbidden() -> None:
+    gate, _, _ = make_gate(registered("azure-1", key=OTHER_KEY))
     raw = body()
     reject(gate.check(signed(raw), raw, now=NOW), 403, "unknown broker kidp-system/aws-1")
+    reject(gate.check(signed(raw, broker="aws-1"), raw, now=NOW), 403, "unknown broker aws-1")
 
 
 def test_a_known_broker_without_a_registered_key_is_asked_to_retry() -> None:
-    gate, _ = make_gate(keys={BROKER: ""})  # the Broker exists; its key is not written yet
+    gate, _, _ = make_gate(registered("aws-1", key=None))
     raw = body()
-    reject(gate.check(signed(raw), raw, now=NOW), 503, "no callbackPublicKey in its status yet")
+    reject(gate.check(signed(raw), raw, now=NOW), 503, "no callbackPublicKey yet")
 
 
 @pytest.mark.parametrize(("offset", "ok"), [(-299, True), (299, True), (-301, False), (301, False)])
 def test_timestamps_outside_five_minutes(offset: int, ok: bool) -> None:
-    gate, _ = make_gate()
+    gate, _, _ = make_gate()
     raw = body()
     verdict = gate.check(signed(raw, at=NOW + timedelta(seconds=offset)), raw, now=NOW)
     assert verdict.accepted is ok, verdict.reason
@@ -127,24 +172,37 @@ def test_timestamps_outside_five_minutes(offset: int, ok: bool) -> None:
         reject(verdict, 401, "outside +-5 minutes")
 
 
-def test_replay_is_refused() -> None:
-    gate, _ = make_gate()
+def _respell(signature: str) -> str:
+    """The same signature bytes in other base64 text: the last data character carries 4
+    unused bits (a 64-byte signature ends in `X==`), which decoders ignore."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(signature[-3])
+    respelled = signature[:-3] + alphabet[last ^ 0b0001] + signature[-2:]
+    assert respelled != signature
+    assert base64.b64decode(respelled) == base64.b64decode(signature)
+    return respelled
+
+
+def test_replay_is_refused_even_with_the_signature_spelled_anew() -> None:
+    gate, _, _ = make_gate()
     raw = body()
     headers = signed(raw)
     assert gate.check(headers, raw, now=NOW).accepted
     reject(gate.check(headers, raw, now=NOW + timedelta(seconds=1)), 409, "replayed")
+    respelled = dict(headers, **{HEADER_SIGNATURE: _respell(headers[HEADER_SIGNATURE])})
+    reject(gate.check(respelled, raw, now=NOW + timedelta(seconds=2)), 409, "replayed")
 
 
 def test_a_broker_cannot_report_on_another_brokers_deployment() -> None:
-    gate, _ = make_gate()
+    gate, _, _ = make_gate()
     raw = body("d-2")  # provisioned through azure-1
     reject(
         gate.check(signed(raw), raw, now=NOW), 403, "not provisioned by broker kidp-system/aws-1"
     )
 
 
-def test_bad_requests() -> None:
-    gate, _ = make_gate()
+def test_bad_requests_are_400_not_500() -> None:
+    gate, _, _ = make_gate()
     raw = body()
     headers = signed(raw)
     reject(gate.check({}, raw, now=NOW), 400, "missing header")
@@ -158,6 +216,8 @@ def test_bad_requests() -> None:
     reject(gate.check(signed(unknown), unknown, now=NOW), 404, "no Database has deployment d-404")
     not_json = b"{nope"
     reject(gate.check(signed(not_json), not_json, now=NOW), 400, "not JSON")
+    deep = b'{"deploymentId":"d-1","details":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    reject(gate.check(signed(deep), deep, now=NOW), 400, "nested 5001 deep")
     huge = b" " * (300 * 1024)
     reject(gate.check(signed(huge), huge, now=NOW), 413, "body over")
 
@@ -172,11 +232,19 @@ def test_index_follows_the_database_events() -> None:
     assert index.database_for("d-1") is None and index.database_for("d-2") == "team/a"
     index.handle("DELETED", database("a", "d-2"))
     assert index.database_for("d-2") is None and len(index) == 0
+    assert index.finished_by("d-2") == BROKER
 
 
-def test_result_of_each_status() -> None:
-    failed = result_of({"status": "failed", "phase": "Failed", "error": "quota exceeded"})
-    assert failed is not None and (failed.phase, failed.message) == ("Failed", "quota exceeded")
-    progress = result_of({"status": "in-progress", "phase": "Provisioning", "message": "50%"})
-    assert progress is not None and progress.phase == "Provisioning"
-    assert result_of({"status": "success", "phase": "Deprovisioned"}) is None
+def test_a_late_callback_for_a_deleted_database_is_expected() -> None:
+    gate, index, _ = make_gate()
+    index.handle("DELETED", database("orders", "d-1"))
+    raw = body(status="success", phase="Deleted")
+    verdict = gate.check(signed(raw), raw, now=NOW)
+    assert verdict.status == 200 and verdict.result is None
+    assert "deleted already" in verdict.reason
+    other = body("d-1", message="another broker claiming it")
+    reject(
+        gate.check(signed(other, key=OTHER_KEY, broker="kidp-system/azure-1"), other, now=NOW),
+        404,
+        "no Database",
+    )

@@ -52,7 +52,7 @@ def test_validate_samples_passes() -> None:
     ("spec", "field", "words"),
     [
         ({"endpoint": "ftp://x"}, ".spec.endpoint", '"ftp://x" must match'),
-        ({"priority": -1}, ".spec.priority", "-1 is below the minimum 0"),
+        ({"priority": 2**31}, ".spec.priority", "2147483648 is above the maximum 2147483647"),
         (
             {"capabilities": [{"providers": ["pg"]}]},
             ".spec.capabilities[0].resourceType",
@@ -66,16 +66,16 @@ def test_validate_samples_passes() -> None:
             "must be less than intervalSeconds (10)",
         ),
         (
-            {"capabilities": [{"resourceType": "Database"}, {"resourceType": "Database"}]},
-            ".spec.capabilities[1].resourceType",
-            'duplicate capability "Database" (also at [0])',
+            {"authentication": {"type": "api-key", "secretRef": {"name": "s", "namespace": "x"}}},
+            ".spec.authentication.secretRef.namespace",
+            "only from the Broker's own namespace",
         ),
         (
-            {"authentication": {"type": "api-key"}},
-            ".spec.authentication.secretRef",
-            "required when type is api-key",
+            {"healthCheck": {"intervalSeconds": 1e30}},
+            ".spec.healthCheck.intervalSeconds",
+            "1e+30 is float, expected integer",
         ),
-        ({"endpiont": "http://x"}, ".spec.endpiont", "unknown field (allowed: authentication"),
+        ({"endpiont": "http://x"}, ".spec.endpiont", "unknown field (allowed: allowedNamespaces"),
     ],
 )
 def test_validate_names_file_object_and_field(

@@ -16,6 +16,7 @@ from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.model.resources import CLOUD_PROVIDERS
 from tests.conftest import REPO, broker_manifest
 
+OWNER = {"kind": "Team", "name": "payments"}
 FLEET = str(REPO / "samples" / "fleet")
 NOW = "2026-11-25T10:00:00Z"
 
@@ -120,7 +121,7 @@ def test_database_criteria_from_a_file(capsys: pytest.CaptureFixture[str], tmp_p
         "apiVersion": "platform.company.com/v1",
         "kind": "Database",
         "metadata": {"name": "orders", "namespace": "team-payments"},
-        "spec": {"engine": "postgresql", "target": "aws-us-west-2-prod"},
+        "spec": {"engine": "postgresql", "target": "aws-us-west-2-prod", "owner": OWNER},
     }
     path = tmp_path / "db.yaml"
     path.write_text(yaml.safe_dump(db))
@@ -155,7 +156,7 @@ def test_bad_input_exits_2(capsys: pytest.CaptureFixture[str], argv: list[str], 
 
 def test_bad_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(broker_manifest("x", priority=-5)))
+    bad.write_text(yaml.safe_dump(broker_manifest("x", priority=2**31)))
     code, _, err = run(capsys, "select", "-f", str(bad), "--resource-type", "Database")
     assert code == 2
     assert ".spec.priority" in err
@@ -173,7 +174,7 @@ def test_unparseable_database_target_is_a_clear_error(
         "apiVersion": "platform.company.com/v1",
         "kind": "Database",
         "metadata": {"name": "odd", "namespace": "t"},
-        "spec": {"engine": "redis", "target": "mars-olympus"},
+        "spec": {"engine": "redis", "target": "mars-olympus", "owner": OWNER},
     }
     (tmp_path / "db.yaml").write_text(yaml.safe_dump(db))
     code, _, err = run(capsys, "select", "-f", FLEET, "-f", str(tmp_path), "--database", "odd")
@@ -207,7 +208,7 @@ async def _seed_store(state: Path) -> None:
                 "apiVersion": "platform.company.com/v1",
                 "kind": "Database",
                 "metadata": {"name": "ledger", "namespace": "team-payments"},
-                "spec": {"engine": "mysql", "target": "aws-us-east-1-prod"},
+                "spec": {"engine": "mysql", "target": "aws-us-east-1-prod", "owner": OWNER},
             }
         )
 

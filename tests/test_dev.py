@@ -74,7 +74,11 @@ def test_dev_runs_everything_and_another_terminal_can_use_the_state(tmp_path: Pa
             "apiVersion": "platform.company.com/v1",
             "kind": "Database",
             "metadata": {"name": "from-another-terminal", "namespace": "team-x"},
-            "spec": {"engine": "postgresql", "target": "aws-us-west-2"},
+            "spec": {
+                "engine": "postgresql",
+                "target": "aws-us-west-2",
+                "owner": {"kind": "Team", "name": "dev"},
+            },
         }
         path = tmp_path / "db.yaml"
         path.write_text(yaml.safe_dump(mine))

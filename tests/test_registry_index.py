@@ -297,7 +297,11 @@ def test_large_buckets_under_churn_agree_with_linear_scan() -> None:
     names = [f"b{i:05d}" for i in range(6_000)]
     for name in names:
         registry.upsert(random_broker(name))
-    criteria = [c for c in ALL_CRITERIA if c.resource_type == "Database" and c.provider != "p2"]
+    criteria = [
+        c
+        for c in ALL_CRITERIA
+        if c.resource_type == "Database" and c.provider != "p2" and c.namespace is None
+    ]
     for round_ in range(8):
         for _ in range(300):
             registry.upsert(random_broker(rng.choice(names)))
@@ -441,6 +445,7 @@ TYPES = ["Database", "Cache"]
 PROVIDERS = ["p1", "p2", "p3"]
 REGIONS = ["r1", "r2", "r3"]
 NAMES = [f"b{i}" for i in range(10)]
+NAMESPACES = ["t1", "t2", "t3"]
 AGES = [None, -5.0, 0.0, 30.0, 59.0, 60.0, 61.0, 200.0, 299.0, 300.0, 301.0, 1_000.0]
 
 capability_strategy = st.builds(
@@ -455,13 +460,15 @@ criteria_strategy = st.builds(
     provider=st.sampled_from([None, *PROVIDERS]),
     cloud_provider=st.sampled_from([None, "aws", "gcp"]),
     region=st.sampled_from([None, *REGIONS]),
+    namespace=st.sampled_from([None, *NAMESPACES]),
 )
 ALL_CRITERIA = [
-    SelectionCriteria(t, p, c, r)
+    SelectionCriteria(t, p, c, r, n)
     for t in TYPES
     for p in [None, *PROVIDERS]
     for c in [None, "aws", "gcp"]
     for r in [None, *REGIONS]
+    for n in (None, "t1")
 ]
 
 
@@ -475,6 +482,7 @@ def brokers(draw: st.DrawFn) -> Broker:
         max_concurrent_deployments=draw(st.sampled_from([0, 1, 2, 3, 4, 10])),
         capabilities=tuple(draw(st.lists(capability_strategy, max_size=3))),
         unschedulable=draw(st.sampled_from([False] * 5 + [True])),
+        allowed_namespaces=draw(st.sampled_from([None, None, None, (), ("t1",), ("t1", "t2")])),
     )
     age = draw(st.sampled_from(AGES))
     status = BrokerStatus(

@@ -4,6 +4,10 @@
         accepted = await c.provision(ProvisionRequest(...))
         outcome = await c.deprovision(DeprovisionRequest(deployment_id=accepted.deployment_id))
 
+It speaks the seed system's contract to any broker: a deprovision 202 without a
+deploymentId is success, `/v1/status` is asked with `id` (and `deploymentId`), and an
+answer without a `phase` is returned as such (the caller reads it as "still working").
+
 Every failure is a `BrokerError` (httpx's and pydantic's exceptions never leak, as httpx
 maps httpcore's): `BrokerUnreachable` (refused, DNS, reset; `BrokerTimeout` when the
 total time ran out), `BrokerRejected` (non-2xx; `DeploymentNotFound` for a 404 on
@@ -25,12 +29,12 @@ import httpx
 import pydantic
 
 from kidp_ops.brokerapi.models import (
-    Accepted,
     ContractModel,
     DeploymentStatus,
     DeprovisionRequest,
     HealthResponse,
     ProvisionRequest,
+    ProvisionResponse,
     ResourceList,
 )
 
@@ -166,21 +170,27 @@ class BrokerClient:
         status, body = await self._call("GET", path, max_bytes=max_bytes)
         return self._parse(HealthResponse, status, body, "health")
 
-    async def provision(self, request: ProvisionRequest) -> Accepted:
-        status, body = await self._call("POST", "/v1/provision", content=request.to_json_bytes())
-        return self._parse(Accepted, status, body, "provision")
+    async def provision(self, request: ProvisionRequest) -> ProvisionResponse:
+        """The broker's 202; a 2xx without a deploymentId breaks the contract (nothing
+        could ever be polled, deprovisioned or matched to a callback)."""
+        content = request.model_dump_json(exclude_none=True).encode()
+        status, body = await self._call("POST", "/v1/provision", content=content)
+        return self._parse(ProvisionResponse, status, body, "provision")
 
     async def deprovision(self, request: DeprovisionRequest) -> DeprovisionOutcome:
-        """ACCEPTED on 2xx; ALREADY_GONE on 404 (the broker does not know the deployment)."""
+        """ACCEPTED on any 2xx (whatever its body: the seed's brokers send no deploymentId);
+        ALREADY_GONE on 404 (the broker does not know the deployment)."""
         path = "/v1/deprovision"
         status, body = await self._call("POST", path, content=request.to_json_bytes())
         if status == 404:
             return DeprovisionOutcome.ALREADY_GONE
-        self._parse(Accepted, status, body, "deprovision")
+        _raise_unless_2xx(status, body)
         return DeprovisionOutcome.ACCEPTED
 
     async def status(self, deployment_id: str) -> DeploymentStatus:
-        params = {"deploymentId": deployment_id}
+        """The deployment's status. `id` is the seed's parameter; `deploymentId` is sent too
+        for brokers that read that one. The answer may carry no phase (the seed's)."""
+        params = {"id": deployment_id, "deploymentId": deployment_id}
         status, body = await self._call("GET", "/v1/status", params=params)
         if status == 404:
             message, error = _error_of(body, "deployment not found")
@@ -223,13 +233,17 @@ class BrokerClient:
 
     @staticmethod
     def _parse(model: type[M], status: int, body: bytes, what: str) -> M:
-        if not 200 <= status < 300:
-            message, error = _error_of(body, httpx.codes.get_reason_phrase(status) or "error")
-            raise BrokerRejected(status, message, error=error)
+        _raise_unless_2xx(status, body)
         try:
             return model.model_validate_json(body)
         except pydantic.ValidationError as exc:
             raise BrokerProtocolError(f"unexpected {what} response: {_summary(exc)}") from None
+
+
+def _raise_unless_2xx(status: int, body: bytes) -> None:
+    if not 200 <= status < 300:
+        message, error = _error_of(body, httpx.codes.get_reason_phrase(status) or "error")
+        raise BrokerRejected(status, message, error=error)
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int, what: str) -> bytes:

@@ -1,8 +1,13 @@
 """Request and response bodies of the broker HTTP contract, v1 (ARCHITECTURE.md §6).
 
-Python names are snake_case; on the wire every field is camelCase (`deploymentId`),
-and both spellings are accepted when parsing. Unknown fields are ignored, so an older
-manager and a newer broker (or the other way round) still understand each other.
+The base is the seed system's published contract (aykay76/kidp: `pkg/broker/models.go`,
+`cmd/broker/main.go`); ours are optional additions a seed broker ignores (`requestId`,
+`phase` in status answers, `requestId` in inventory items). Both directions work: our
+manager with a seed broker, the seed's manager with our reference broker.
+
+Python names are snake_case; on the wire every field is camelCase (`deploymentId`), and
+both spellings are accepted when parsing. Unknown fields are ignored, so an older manager
+and a newer broker (or the other way round) still understand each other.
 
 These models are the single description of the contract: the reference broker serves
 them (and FastAPI turns them into `/openapi.json`), the client parses with them.
@@ -13,18 +18,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from kidp_ops.brokerapi.gojson import marshal_callback
 
 API_VERSION = "v1"
 
-#: Phases of one deployment on a broker (`phase` in status, resources and callbacks).
+#: Phases of one deployment on a broker (`phase` in status, resources and callbacks), as
+#: the seed system names them. Deprovisioning/Deprovisioned (earlier kidp-ops brokers)
+#: are read as Deleting/Deleted.
 PROVISIONING, READY, FAILED = "Provisioning", "Ready", "Failed"
-DEPROVISIONING, DEPROVISIONED = "Deprovisioning", "Deprovisioned"
-DEPLOYMENT_PHASES = (PROVISIONING, READY, FAILED, DEPROVISIONING, DEPROVISIONED)
+DELETING, DELETED = "Deleting", "Deleted"
+DEPLOYMENT_PHASES = (PROVISIONING, READY, FAILED, DELETING, DELETED)
+PHASE_ALIASES = {"Deprovisioning": DELETING, "Deprovisioned": DELETED}
 _PHASE_DOC = "Phase of the deployment: " + ", ".join(DEPLOYMENT_PHASES) + "."
 
 CallbackStatus = Literal["success", "failed", "in-progress"]
+CALLBACK_STATUSES = ("success", "failed", "in-progress")
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=253)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2048)]
@@ -80,44 +91,60 @@ class HealthResponse(ContractModel):
 # --- provision / deprovision ----------------------------------------------------------
 
 
-class Owner(ContractModel):
-    """Who owns the resource: the Database's `spec.owner`."""
-
-    kind: str = Field(description="Tenant, Team or Application.")
-    name: NonEmpty
-    namespace: str = ""
-
-
 class ProvisionRequest(ContractModel):
-    """`POST /v1/provision`: create a resource. Idempotent by `requestId`."""
+    """`POST /v1/provision`: create a resource.
 
-    resource_type: NonEmpty = Field(description='What to create, e.g. "Database".')
+    As the seed's manager sends it: `resourceType` (lower-case, e.g. "database"), `team`
+    ("<owner kind>/<owner name>") and `owner` (the owner's name) are strings, `spec` the
+    resource's spec. Ours: `requestId`, the requesting object's UID; the same requestId
+    always yields the same deploymentId. Without one, a broker is idempotent by namespace,
+    resource type and name.
+    """
+
+    resource_type: NonEmpty = Field(description='What to create, e.g. "database".')
     resource_name: NonEmpty = Field(description="Name of the requesting object.")
     namespace: NonEmpty = Field(description="Namespace of the requesting object.")
-    team: str = Field(default="", description="Owning team, for the broker's bookkeeping.")
-    owner: Owner | None = Field(default=None, description="The owner from the object's spec.")
+    team: str = Field(default="", description='The owner as "<kind>/<name>", e.g. "Team/payments".')
+    owner: str = Field(default="", description="The owner's name, e.g. payments.")
     callback_url: HttpUrl | None = Field(
         default=None, description="Where the broker POSTs the signed result callback."
     )
     spec: dict[str, Any] = Field(
         default_factory=dict, description="The requested resource's spec (engine, size, ...)."
     )
-    request_id: NonEmpty = Field(
-        description="Idempotency key: the requesting object's UID. The same requestId "
-        "always yields the same deploymentId and is never provisioned twice."
+    request_id: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Idempotency key (kidp-ops addition): the requesting object's UID. "
+        "The same requestId always yields the same deploymentId and is never provisioned "
+        "twice. Absent: idempotent by namespace, resource type and name.",
     )
 
+    @field_validator("owner", mode="before")
+    @classmethod
+    def _owner_name(cls, value: Any) -> Any:
+        """Earlier kidp-ops managers sent the owner as an object: keep its name."""
+        if isinstance(value, dict):
+            return str(value.get("name") or "")
+        return value
 
-class Accepted(ContractModel):
-    """202 answer to provision and deprovision: the work continues in the background."""
+    def idempotency_key(self) -> str:
+        """requestId, else namespace/resourceType/resourceName (the type in lower case)."""
+        if self.request_id:
+            return self.request_id
+        return f"{self.namespace}/{self.resource_type.lower()}/{self.resource_name}"
 
-    status: Literal["accepted"] = "accepted"
+
+class ProvisionResponse(ContractModel):
+    """202 answer to provision: the work continues in the background."""
+
+    status: str = "accepted"
     deployment_id: NonEmpty = Field(description="The broker's id of the deployment.")
     message: str = ""
 
 
-ProvisionResponse = Accepted
-DeprovisionResponse = Accepted
+#: An earlier name of ProvisionResponse.
+Accepted = ProvisionResponse
 
 
 class DeprovisionRequest(ContractModel):
@@ -132,14 +159,25 @@ class DeprovisionRequest(ContractModel):
     )
 
 
+class DeprovisionResponse(ContractModel):
+    """202 answer to deprovision. The seed's broker sends no deploymentId; ours does."""
+
+    status: str = "accepted"
+    message: str = ""
+    deployment_id: str | None = None
+
+
 # --- status / inventory -----------------------------------------------------------------
 
 
 class DeploymentStatus(ContractModel):
-    """`GET /v1/status?deploymentId=`: the polling fallback when callbacks do not arrive."""
+    """`GET /v1/status?id=` (we also send `deploymentId=`): the polling fallback when
+    callbacks do not arrive. An answer without `phase` (the seed's broker answers
+    `status: "unknown"`) means the broker cannot tell: still working."""
 
-    deployment_id: NonEmpty
-    phase: str = Field(description=_PHASE_DOC)
+    deployment_id: str = ""
+    phase: str | None = Field(default=None, description=_PHASE_DOC)
+    status: str | None = Field(default=None, description='The seed\'s broker says "unknown".')
     message: str = ""
     last_updated: datetime | None = Field(default=None, description="RFC 3339.")
 
@@ -148,46 +186,79 @@ class ResourceItem(ContractModel):
     """One deployment in the broker's inventory."""
 
     deployment_id: NonEmpty
-    request_id: str = ""
+    request_id: str = Field(default="", description="kidp-ops addition; may be absent.")
     resource_type: str = ""
     resource_name: str = ""
     namespace: str = ""
-    phase: str = Field(description=_PHASE_DOC)
+    phase: str = Field(default="", description=_PHASE_DOC)
     endpoint: str | None = Field(default=None, description="Host to connect to, once Ready.")
+
+    def is_for(self, *, request_id: str, namespace: str, resource_type: str, name: str) -> bool:
+        """Whether this item is the deployment of that request: by requestId when the
+        broker reports one, else by namespace, resource type (any case) and name."""
+        if self.request_id:
+            return self.request_id == request_id
+        return (
+            self.namespace == namespace
+            and self.resource_type.lower() == resource_type.lower()
+            and self.resource_name == name
+        )
 
 
 class ResourceList(ContractModel):
-    """`GET /v1/resources?namespace=`: for orphan sweeps and double-provision checks."""
+    """`GET|POST /v1/resources?namespace=`: for orphan sweeps and deprovision checks."""
 
     resources: list[ResourceItem]
     total: int = Field(ge=0)
+    namespace: str | None = None
+
+
+class ResourceQuery(ContractModel):
+    """`POST /v1/resources` body (the GET form takes the same names as query parameters)."""
+
+    namespace: str = ""
+    resource_type: str = ""
+    resource_name: str = ""
+    deployment_id: str = ""
 
 
 # --- callbacks and errors ---------------------------------------------------------------
 
 
 class CallbackPayload(ContractModel):
-    """Body of the broker -> manager callback (signed, see `kidp_ops.brokerapi.signing`)."""
+    """Body of the broker -> manager callback, the seed's `CallbackRequest`, field for field
+    and in its order (signed, see `kidp_ops.brokerapi.signing`). Sent as Go's `json.Marshal`
+    writes it (`to_json_bytes`), because the seed's manager verifies the signature over its
+    own re-marshal of the body."""
 
     deployment_id: NonEmpty
     resource_type: str = ""
     resource_name: str = ""
     namespace: str = ""
-    status: CallbackStatus
-    phase: str = Field(description=_PHASE_DOC)
+    status: str = Field(default="", description="success, failed or in-progress.")
+    phase: str = Field(default="", description=_PHASE_DOC)
     message: str = ""
-    error: str | None = Field(default=None, description="Why it failed, when status is failed.")
+    error: str = Field(default="", description="Why it failed, when status is failed.")
     time: datetime = Field(description="When the broker sent the callback (RFC 3339).")
-    endpoint: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    connection_secret: str | None = Field(
-        default=None, description="Name of the Secret holding the connection credentials."
+    endpoint: str = ""
+    port: int = Field(default=0, ge=0, le=65535)
+    connection_secret: str = Field(
+        default="", description="Name of the Secret holding the connection credentials."
     )
     details: dict[str, Any] = Field(default_factory=dict)
+    additional_metadata: dict[str, str] = Field(default_factory=dict)
+    estimated_monthly_cost: float = Field(default=0.0, ge=0)
+
+    def to_json_bytes(self) -> bytes:
+        """The exact bytes Go's `json.Marshal` of the seed's CallbackRequest gives."""
+        return marshal_callback(
+            {**self.model_dump(by_alias=True, exclude={"time"}), "time": self.time}
+        )
 
 
 class ErrorResponse(ContractModel):
-    """Body of every 4xx/5xx answer the reference broker gives (422 keeps FastAPI's form)."""
+    """Body of every 4xx/5xx JSON answer, as the seed's broker writes it."""
 
-    error: str = Field(description='Machine-readable reason, e.g. "NotFound", "AtCapacity".')
+    error: str = Field(description='Machine-readable reason, e.g. "validation_failed".')
     message: str = Field(description="One sentence for a person.")
+    code: int = Field(default=0, description="The HTTP status again.")

@@ -2,8 +2,10 @@
 
 A broker signs `timestamp + "." + raw body bytes` with its private key and sends the
 signature (base64) in `X-KIDP-Signature`, the timestamp (RFC 3339) in `X-KIDP-Timestamp`
-and its `namespace/name` in `X-KIDP-Broker-Name`. The manager verifies against the key
-in that Broker's `status.callbackPublicKey`: the base64 of the raw 32-byte public key.
+and its name in `X-KIDP-Broker-Name` (`namespace/name`, or the bare name as seed brokers
+send it). The manager verifies against the key in that Broker's `spec.callbackPublicKey`
+(pinned by its operator) or else `status.callbackPublicKey` (registered by the broker):
+the base64 of the raw 32-byte public key, never a key sent with the request.
 
 Key files hold the private key as unencrypted PKCS#8 PEM (what `save_private_key`
 writes, mode 0600) or as the base64 of the raw 32-byte private key.
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 HEADER_BROKER_NAME = "X-KIDP-Broker-Name"
 HEADER_TIMESTAMP = "X-KIDP-Timestamp"
 HEADER_SIGNATURE = "X-KIDP-Signature"
+HEADER_PUBLIC_KEY = "X-KIDP-Public-Key"  # sent by seed brokers; never trusted by kidp-ops
 
 KEY_BYTES = 32
 KEY_FILE_MODE = 0o600

@@ -78,13 +78,19 @@ class SecretCache:
 async def auth_headers(broker: Broker, secrets: SecretCache) -> Mapping[str, str] | CannotProbe:
     """The headers that authenticate a probe of `broker`, or why it cannot be probed."""
     auth = broker.spec.authentication
-    if auth.type == "none":
+    if auth is None or auth.type == "none":
         return NO_HEADERS
     if auth.type == "mtls":
         return CannotProbe("mtls not supported yet")
     if auth.secret_ref is None:
         return CannotProbe(f"invalid spec: authentication {auth.type} needs a secretRef")
     namespace, name = broker.metadata.namespace, auth.secret_ref.name
+    if auth.secret_ref.namespace not in (None, "", namespace):
+        # A real cluster without our admission rules may store such a Broker: still refuse.
+        return CannotProbe(
+            f"invalid spec: secretRef.namespace {auth.secret_ref.namespace} is not the Broker's "
+            f"namespace {namespace} (credentials are read only from the Broker's own namespace)"
+        )
     key = auth.secret_ref.key or DEFAULT_KEYS[auth.type]
     where = f"secret {namespace}/{name}"
     try:

@@ -62,12 +62,16 @@ class Reference:
 @dataclass(frozen=True, slots=True)
 class SecretKeyRef:
     name: str
+    namespace: str | None = None  # only the Broker's own (model/validation.py)
     key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Authentication:
-    type: Literal["jwt", "mtls", "api-key", "none"] = "none"
+    """`spec.authentication`; `type` defaults to jwt as in the seed's CRD. A Broker without
+    `authentication` (BrokerSpec.authentication None) authenticates with nothing."""
+
+    type: Literal["jwt", "mtls", "api-key", "none"] = "jwt"
     secret_ref: SecretKeyRef | None = None
 
 
@@ -95,12 +99,24 @@ class BrokerSpec:
     priority: int = 100
     max_concurrent_deployments: int = 10
     capabilities: tuple[Capability, ...] = ()
-    authentication: Authentication = Authentication()
+    authentication: Authentication | None = None
     health_check: HealthCheck = HealthCheck()
     unschedulable: bool = False
+    callback_public_key: str | None = None  # operator-pinned; wins over status'
+    allowed_namespaces: tuple[str, ...] | None = None  # None: every namespace; (): none
+
+    def serves_namespace(self, namespace: str) -> bool:
+        """Whether a Database in `namespace` may be placed on this broker."""
+        return self.allowed_namespaces is None or namespace in self.allowed_namespaces
 
     def capability(self, resource_type: str) -> Capability | None:
+        """The first capability of `resource_type` (see `capabilities_of` for all of them)."""
         return next((c for c in self.capabilities if c.resource_type == resource_type), None)
+
+    def capabilities_of(self, resource_type: str) -> tuple[Capability, ...]:
+        """Every capability of `resource_type`: a type listed twice matches when any entry
+        does (as the seed's registry reads it)."""
+        return tuple(c for c in self.capabilities if c.resource_type == resource_type)
 
     def named_regions(self) -> set[str]:
         """Every region this broker names: `region` and its capabilities' `regions`."""
@@ -164,21 +180,44 @@ class Owner:
 
 @dataclass(frozen=True, slots=True)
 class Backup:
-    enabled: bool = True
-    retention_days: int = 7
+    enabled: bool = False
+    retention: str = ""  # ^\d+[dhm]$, e.g. 30d
     schedule: str | None = None
+    point_in_time_restore: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AtRest:
+    enabled: bool = False
+    kms_key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InTransit:
+    enabled: bool = False
+    min_tls_version: str | None = field(default=None, metadata={"json": "minTLSVersion"})
 
 
 @dataclass(frozen=True, slots=True)
 class Encryption:
-    at_rest: bool = True
-    in_transit: bool = True
+    at_rest: AtRest = AtRest()
+    in_transit: InTransit = InTransit()
 
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    monthly_estimate: float | None = None
+    estimated_monthly: float | None = None
     currency: str | None = None
+    last_updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LastCallback:
+    """The replay guard: the signed time of the last applied callback and the digests of
+    the callbacks applied at that very time (callbacks.py)."""
+
+    time: str = ""
+    digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +232,7 @@ class DatabaseSpec:
     provider: str | None = None
     backup: Backup | None = None
     encryption: Encryption | None = None
-    high_availability: bool = False
+    high_availability: bool | None = None
     parameters: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
 
@@ -205,10 +244,13 @@ class DatabaseStatus:
     endpoint: str | None = None
     port: int | None = None
     connection_secret_ref: Reference | None = None
+    cloud_resource_id: str | None = None
+    cost: Cost | None = None
+    last_backup: datetime | None = None
     conditions: tuple[Condition, ...] = ()
     observed_generation: int | None = None
     message: str | None = None
-    cost: Cost | None = None
+    last_callback: LastCallback | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

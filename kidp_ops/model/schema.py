@@ -19,6 +19,7 @@ from kidp_ops.errors import FieldProblem
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ROOT_FIELDS = ("apiVersion", "kind", "metadata")
+_INTEGER_FORMATS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _METADATA_FIELDS = frozenset(
     {
         "name",
@@ -64,6 +65,12 @@ def _to_json_schema(node: Any) -> Any:
             continue
         else:
             out[key] = value
+    bounds = (
+        _INTEGER_FORMATS.get(str(node.get("format"))) if node.get("type") == "integer" else None
+    )
+    if bounds is not None:  # the API server range-checks int32/int64 fields
+        out["minimum"] = max(out.get("minimum", bounds[0]), bounds[0])
+        out["maximum"] = min(out.get("maximum", bounds[1]), bounds[1])
     if node.get("nullable") and "type" in out:
         out["type"] = [out["type"], "null"]
     if node.get("x-kubernetes-int-or-string"):
@@ -78,6 +85,17 @@ def _to_json_schema(node: Any) -> Any:
     if closed:
         out["additionalProperties"] = False
     return out
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON integers only: `1e30` or `30.0` is a number, as the API server sees it."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 
 def apply_defaults(node: Mapping[str, Any], value: Any) -> None:
@@ -160,9 +178,7 @@ class ResourceSchema:
             props.setdefault(name, {})
         props["metadata"] = {"type": "object"}  # checked by check_metadata, as the server does
         closed["properties"] = props
-        self._validator = jsonschema.Draft7Validator(
-            closed, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
-        )
+        self._validator = _Validator(closed, format_checker=_Validator.FORMAT_CHECKER)
 
     @classmethod
     def from_crd(cls, crd: Mapping[str, Any], version: str | None = None) -> ResourceSchema:

@@ -6,6 +6,8 @@ store runs it on every spec write, so the embedded default and `validate` agree.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,63 +45,57 @@ def object_label(manifest: Mapping[str, Any]) -> str:
     return f"{kind} {name}" if cluster_scoped else f"{kind} {namespace}/{name}"
 
 
-def _duplicates(items: list[Any], path: str, what: str) -> list[FieldProblem]:
-    seen: dict[Any, int] = {}
-    found = []
-    for index, item in enumerate(items):
-        if item in seen:
-            found.append(
-                FieldProblem(
-                    f"{path}[{index}]", f'duplicate {what} "{item}" (also at [{seen[item]}])'
-                )
-            )
-        else:
-            seen[item] = index
-    return found
-
-
-def _broker_problems(spec: Mapping[str, Any]) -> list[FieldProblem]:
+def _broker_problems(spec: Mapping[str, Any], namespace: str) -> list[FieldProblem]:
+    """The rules a Broker obeys beyond its schema. Each one is stricter than the seed
+    system on purpose, and says why (docs/seed-compatibility.md lists them)."""
     found: list[FieldProblem] = []
     endpoint = urlsplit(str(spec.get("endpoint", "")))
     if not endpoint.hostname:
         found.append(FieldProblem(".spec.endpoint", "has no host (e.g. http://broker:8080)"))
     if endpoint.query or endpoint.fragment:
-        found.append(FieldProblem(".spec.endpoint", "must not have a query or fragment"))
-    capabilities = spec.get("capabilities") or []
-    types = [c.get("resourceType") for c in capabilities]
-    for problem in _duplicates(types, ".spec.capabilities", "capability"):
         found.append(
             FieldProblem(
-                problem.field + ".resourceType", problem.message + "; merge the two entries"
+                ".spec.endpoint",
+                "must not have a query or fragment (API and health paths are appended to it)",
             )
         )
-    for index, cap in enumerate(capabilities):
-        base = f".spec.capabilities[{index}]"
-        found += _duplicates(cap.get("providers") or [], f"{base}.providers", "provider")
-        found += _duplicates(cap.get("regions") or [], f"{base}.regions", "region")
     check = spec.get("healthCheck") or {}
     timeout, interval = check.get("timeoutSeconds"), check.get("intervalSeconds")
     if isinstance(timeout, int) and isinstance(interval, int) and timeout >= interval:
         found.append(
             FieldProblem(
                 ".spec.healthCheck.timeoutSeconds",
-                f"{timeout} must be less than intervalSeconds ({interval})",
+                f"{timeout} must be less than intervalSeconds ({interval}): a probe must end "
+                "before the next one is due",
             )
         )
-    auth = spec.get("authentication") or {}
-    auth_type = auth.get("type", "none")
-    if auth_type != "none" and not auth.get("secretRef"):
-        found.append(
-            FieldProblem(".spec.authentication.secretRef", f"required when type is {auth_type}")
-        )
-    if auth_type == "none" and auth.get("secretRef"):
+    secret = (spec.get("authentication") or {}).get("secretRef") or {}
+    if secret.get("namespace") not in (None, "", namespace):
         found.append(
             FieldProblem(
-                ".spec.authentication.secretRef",
-                "is set but type is none (set type: api-key, jwt or mtls, or remove it)",
+                ".spec.authentication.secretRef.namespace",
+                f'"{secret["namespace"]}" is not the Broker\'s namespace "{namespace}": '
+                "kidp-ops reads broker credentials only from the Broker's own namespace, so "
+                "a Broker cannot make it read another tenant's Secret (omit it, or use "
+                f'"{namespace}")',
+            )
+        )
+    pinned = spec.get("callbackPublicKey")
+    if pinned and not _is_public_key(str(pinned)):
+        found.append(
+            FieldProblem(
+                ".spec.callbackPublicKey",
+                "must be the base64 of a 32-byte Ed25519 public key (as status.callbackPublicKey)",
             )
         )
     return found
+
+
+def _is_public_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text.strip(), validate=True)) == 32
+    except binascii.Error:
+        return False
 
 
 def _database_problems(spec: Mapping[str, Any]) -> list[FieldProblem]:
@@ -116,7 +112,8 @@ def semantic_problems(manifest: Mapping[str, Any]) -> list[FieldProblem]:
     if not isinstance(spec, dict):
         return []
     if manifest.get("kind") == BROKERS.kind and manifest.get("apiVersion") == BROKERS.api_version:
-        return _broker_problems(spec)
+        namespace = (manifest.get("metadata") or {}).get("namespace") or "default"
+        return _broker_problems(spec, str(namespace))
     if (
         manifest.get("kind") == DATABASES.kind
         and manifest.get("apiVersion") == DATABASES.api_version

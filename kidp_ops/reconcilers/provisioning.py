@@ -1,14 +1,21 @@
-"""The Database reconciler's decisions, pure: what to do next and which status to write.
+"""The Database reconciler's decisions, pure: what to do next, and how to talk to a broker.
 
 `next_step(manifest, ...)` reads a Database (as stored) and returns one Step; the reconciler
-(`reconcilers/database.py`) carries it out and calls back into the patch builders here, so
-every status a Database can show is written by one function with a test.
+(`reconcilers/database.py`) carries it out, writing only patches built in
+`reconcilers/patches.py`. Everything here is a function of its arguments: no I/O, no clock.
 
 The order is the design's (ARCHITECTURE.md §7): finalizer first; then select and record the
 intent (`brokerRef`, phase Provisioning) *before* calling the broker; then provision with
 requestId = metadata.uid (idempotent at the broker), store the deploymentId; then wait for
-the signed callback, polling `/v1/status` when none came in time. On deletion, deprovision
-through `status.brokerRef` only, and drop the finalizer only once the broker said 202 or 404.
+the signed callback, polling `/v1/status` when none came in time.
+
+Deletion goes through `status.brokerRef` only, and the finalizer goes only when the broker
+**confirms** the deployment is gone: after a 202 the Database waits (condition
+`DeprovisionPending`, reason `AwaitingBroker`) for a deprovisioned callback, a status poll
+saying so (or 404), or the broker's inventory no longer listing it (the fallback for
+brokers without status phases, like the seed's). A failed deprovision keeps the finalizer
+and is retried with backoff. Only the annotation `platform.company.com/abandon: "true"`
+lets a Database go while its broker may still hold the deployment.
 """
 
 from __future__ import annotations
@@ -18,14 +25,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from kidp_ops.reconcilers.conditions import remove_condition, set_condition
+from kidp_ops import explaining
+from kidp_ops.reconcilers.conditions import find
+from kidp_ops.selection import Candidate, Filter, SelectionCriteria
 
 FINALIZER = "platform.company.com/database-cleanup"
+ABANDON = "platform.company.com/abandon"
 READY, SCHEDULED, DEPROVISION_PENDING = "Ready", "Scheduled", "DeprovisionPending"
-MESSAGE_LIMIT = 2000
+AWAITING_BROKER = "AwaitingBroker"
+WIRE_RESOURCE_TYPE = "database"  # what the seed's manager sends, and seed brokers switch on
+REASONS_SHOWN = 5
+RETRY_FIRST, RETRY_CAP = 5.0, 300.0
 
 Manifest = Mapping[str, Any]
-Patch = dict[str, Any]
 
 
 # --- steps ------------------------------------------------------------------------------
@@ -51,7 +63,18 @@ class AddFinalizer:
 
 @dataclass(frozen=True, slots=True)
 class RemoveFinalizer:
-    pass
+    """Deletion is complete: `message` says why it is safe (for the Event)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Abandon:
+    """The operator let go (annotation): remove the finalizer and leave a Warning Event
+    naming the broker and deployment that may be left behind."""
+
+    broker: BrokerKey | None
+    deployment_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +89,10 @@ class Provision:
 
 @dataclass(frozen=True, slots=True)
 class AwaitResult:
-    """Provisioning was accepted; poll `/v1/status` in `poll_in` seconds (0: now)."""
+    """Provisioning was accepted and no word came in time: poll `/v1/status` now."""
 
     broker: BrokerKey
     deployment_id: str
-    poll_in: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +102,29 @@ class Deprovision:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitRemoval:
+    """The broker accepted the deprovision and no word came in time: ask it now (status,
+    else inventory) whether the deployment is gone."""
+
+    broker: BrokerKey
+    deployment_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class FindDeployment:
     """Deleted after the intent was written but before a deploymentId was stored: ask the
-    broker's inventory for our requestId, so nothing is left behind."""
+    broker's inventory for our request, so nothing is left behind."""
 
     broker: BrokerKey
     request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to do before `seconds` have passed: a backoff after a failure, or the time
+    left before a broker that said nothing is asked."""
+
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +135,14 @@ class Idle:
 Step = (
     AddFinalizer
     | RemoveFinalizer
+    | Abandon
     | Schedule
     | Provision
     | AwaitResult
     | Deprovision
+    | AwaitRemoval
     | FindDeployment
+    | Wait
     | Idle
 )
 
@@ -121,17 +163,31 @@ def broker_ref(manifest: Manifest) -> BrokerKey | None:
     return BrokerKey(namespace, ref["name"])
 
 
+def abandoned(manifest: Manifest) -> bool:
+    """The operator's explicit `platform.company.com/abandon: "true"`."""
+    annotations = _meta(manifest).get("annotations") or {}
+    return str(annotations.get(ABANDON, "")).strip().lower() == "true"
+
+
+def awaiting_removal(manifest: Manifest) -> bool:
+    """The broker accepted the deprovision and we wait for it to confirm."""
+    condition = find(_status(manifest).get("conditions") or (), DEPROVISION_PENDING)
+    return condition is not None and condition.get("reason") == AWAITING_BROKER
+
+
 def next_step(
     manifest: Manifest,
     *,
     now: datetime,
     last_contact: datetime | None,
     poll_after: float,
+    retry_at: datetime | None = None,
 ) -> Step:
     """What to do for this Database now.
 
-    `last_contact` is when the reconciler last heard about the deployment (provision
-    accepted or a poll); None after a restart, which polls at once.
+    `last_contact` is when the reconciler last heard about the deployment (provision or
+    deprovision accepted, a poll); None after a restart, which polls at once. `retry_at`
+    is when a failed broker call may be tried again (None: now).
     """
     meta, status = _meta(manifest), _status(manifest)
     finalizers = meta.get("finalizers") or []
@@ -140,11 +196,18 @@ def next_step(
     if meta.get("deletionTimestamp"):
         if FINALIZER not in finalizers:
             return Idle("being deleted; not ours to clean up")
+        if abandoned(manifest):
+            return Abandon(ref, deployment_id or None)
         if ref is None:
-            return RemoveFinalizer()
-        if deployment_id:
+            return RemoveFinalizer("no broker was ever asked for it")
+        if retry_at is not None and now < retry_at:
+            return Wait((retry_at - now).total_seconds())
+        if not deployment_id:
+            return FindDeployment(ref, str(meta.get("uid", "")))
+        if not awaiting_removal(manifest):
             return Deprovision(ref, deployment_id)
-        return FindDeployment(ref, str(meta.get("uid", "")))
+        wait = _poll_in(now, last_contact, poll_after)
+        return Wait(wait) if wait > 0 else AwaitRemoval(ref, deployment_id)
     if FINALIZER not in finalizers:
         return AddFinalizer()
     if ref is None:
@@ -153,229 +216,106 @@ def next_step(
         # Failed without a deploymentId is a rejected request: asking again on every
         # unrelated event would only be rejected again.
         return Idle(f"phase {status.get('phase')}")
+    if retry_at is not None and now < retry_at:
+        return Wait((retry_at - now).total_seconds())
     if not deployment_id:
         return Provision(ref)
+    wait = _poll_in(now, last_contact, poll_after)
+    return Wait(wait) if wait > 0 else AwaitResult(ref, deployment_id)
+
+
+def _poll_in(now: datetime, last_contact: datetime | None, poll_after: float) -> float:
     if last_contact is None:
-        return AwaitResult(ref, deployment_id, 0.0)
-    waited = (now - last_contact).total_seconds()
-    return AwaitResult(ref, deployment_id, max(0.0, poll_after - waited))
+        return 0.0
+    return max(0.0, poll_after - (now - last_contact).total_seconds())
 
 
-# --- patches ----------------------------------------------------------------------------
+def retry_delay(failures: int, *, first: float = RETRY_FIRST) -> float:
+    """Seconds before broker call number `failures + 1` after `failures` in a row: `first`
+    (5 s), doubling, at most 5 minutes."""
+    return min(RETRY_CAP, first * 2.0 ** max(0, min(failures - 1, 16)))
 
 
-def finalizer_patch(manifest: Manifest, *, add: bool) -> Patch:
-    """Metadata merge patch with the whole list (merge patch replaces lists), guarded by
-    the resourceVersion so a concurrent change is a Conflict, not a lost finalizer."""
+# --- talking to the broker ------------------------------------------------------------------
+
+
+def provision_body(manifest: Manifest, callback_url: str) -> dict[str, Any]:
+    """The `/v1/provision` request for a Database, in the seed manager's words.
+
+    `team` is "<owner kind>/<owner name>" and `owner` the owner's name (strings, as the
+    seed's brokers require them); `resourceType` is "database". `spec` is the Database's
+    spec as stored, without the owner: what the manifest leaves out, the request leaves out
+    (no server-side defaults for backup or encryption). `requestId` (ours, ignored by seed
+    brokers) is the uid: the same request always yields the same deployment.
+    """
     meta = _meta(manifest)
-    current = list(meta.get("finalizers") or [])
-    if add and FINALIZER not in current:
-        current.append(FINALIZER)
-    if not add:
-        current = [f for f in current if f != FINALIZER]
-    return {"metadata": {"finalizers": current, "resourceVersion": meta.get("resourceVersion")}}
-
-
-def _conditions(manifest: Manifest) -> list[Mapping[str, Any]]:
-    return list(_status(manifest).get("conditions") or [])
-
-
-def _generation(manifest: Manifest) -> int | None:
-    generation = _meta(manifest).get("generation")
-    return int(generation) if generation is not None else None
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
-
-
-def _status_patch(
-    manifest: Manifest,
-    *,
-    now: datetime,
-    conditions: Sequence[tuple[str, str, str, str]],
-    **fields: Any,
-) -> Patch:
-    """A status patch: `fields` (camelCase) plus conditions as (type, status, reason, message)."""
-    generation = _generation(manifest)
-    current: list[Any] = _conditions(manifest)
-    for type_, state, reason, message in conditions:
-        current = set_condition(
-            current,
-            type_=type_,
-            status=state,
-            reason=reason,
-            message=_clip(message),
-            now=now,
-            generation=generation,
-        )
-    status: dict[str, Any] = {"conditions": current, **fields}
-    if generation is not None:
-        status["observedGeneration"] = generation
-    return {"status": status}
-
-
-def unschedulable_patch(manifest: Manifest, *, reason: str, message: str, now: datetime) -> Patch:
-    """No broker fits (reason NoBrokerAvailable) or the placement is unreadable
-    (InvalidPlacement): phase Pending, and a Scheduled=False condition that says why."""
-    return _status_patch(
-        manifest,
-        now=now,
-        phase="Pending",
-        message=_clip(message),
-        conditions=[
-            (SCHEDULED, "False", reason, message),
-            (READY, "False", "Pending", "waiting for a broker"),
-        ],
-    )
-
-
-def intent_patch(manifest: Manifest, *, broker: BrokerKey, event: str, now: datetime) -> Patch:
-    """The decision, written before the broker is called: brokerRef + phase Provisioning."""
-    return _status_patch(
-        manifest,
-        now=now,
-        phase="Provisioning",
-        brokerRef={"name": broker.name, "namespace": broker.namespace},
-        message=event,
-        conditions=[
-            (SCHEDULED, "True", "BrokerSelected", event),
-            (READY, "False", "Provisioning", f"provisioning through broker {broker}"),
-        ],
-    )
-
-
-def accepted_patch(
-    manifest: Manifest, *, broker: BrokerKey, deployment_id: str, message: str, now: datetime
-) -> Patch:
-    text = f"broker {broker} accepted the request (deployment {deployment_id})"
-    if message:
-        text += f": {message}"
-    return _status_patch(
-        manifest,
-        now=now,
-        deploymentId=deployment_id,
-        message=_clip(text),
-        conditions=[(READY, "False", "ProvisioningAccepted", text)],
-    )
-
-
-def rescheduled_patch(manifest: Manifest, *, broker: BrokerKey, error: str, now: datetime) -> Patch:
-    """The broker refused for lack of room (429): it created nothing, so the intent is
-    dropped (brokerRef removed) and the Database is selected again."""
-    text = f"broker {broker} has no room ({error}); selecting again"
-    return _status_patch(
-        manifest,
-        now=now,
-        phase="Pending",
-        brokerRef=None,
-        message=_clip(text),
-        conditions=[
-            (SCHEDULED, "False", "BrokerAtCapacity", text),
-            (READY, "False", "Pending", "waiting for a broker"),
-        ],
-    )
-
-
-def provision_error_patch(
-    manifest: Manifest, *, broker: BrokerKey, error: str, permanent: bool, now: datetime
-) -> Patch:
-    """A rejected request (permanent: phase Failed) or an unreachable broker (retried)."""
-    if permanent:
-        text = f"broker {broker} rejected the request: {error}"
-        return _status_patch(
-            manifest,
-            now=now,
-            phase="Failed",
-            message=_clip(text),
-            conditions=[(READY, "False", "ProvisioningRejected", text)],
-        )
-    text = f"broker {broker} unreachable, retrying: {error}"
-    return _status_patch(
-        manifest,
-        now=now,
-        message=_clip(text),
-        conditions=[(READY, "False", "BrokerUnreachable", text)],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentResult:
-    """What a callback or a `/v1/status` poll says about a deployment."""
-
-    phase: Literal["Provisioning", "Ready", "Failed"]
-    message: str = ""
-    endpoint: str | None = None
-    port: int | None = None
-    connection_secret: str | None = None
-    deployment_id: str | None = None  # when known: a result for another deployment is stale
-
-
-def _where(endpoint: str | None, port: int | None) -> str:
-    if not endpoint:
-        return ""
-    return f"{endpoint}:{port}" if port is not None else endpoint
-
-
-def result_patch(manifest: Manifest, *, result: DeploymentResult, now: datetime) -> Patch | None:
-    """Ready (endpoint, port, secret, Ready=True) or Failed; None when nothing changes, and
-    for a Database being deleted or a result about a deployment it no longer has."""
-    status = _status(manifest)
-    if _meta(manifest).get("deletionTimestamp"):
-        return None
-    current = status.get("deploymentId")
-    if result.deployment_id and current and result.deployment_id != current:
-        return None
-    if result.phase == "Provisioning":
-        if not result.message or result.message == status.get("message"):
-            return None
-        return _status_patch(manifest, now=now, message=_clip(result.message), conditions=[])
-    if result.phase == "Ready":
-        fields: dict[str, Any] = {"phase": "Ready", "message": result.message or "ready"}
-        if result.endpoint:
-            fields["endpoint"] = result.endpoint
-        if result.port is not None:
-            fields["port"] = result.port
-        if result.connection_secret:
-            namespace = _meta(manifest).get("namespace")
-            fields["connectionSecretRef"] = {
-                "name": result.connection_secret,
-                "namespace": namespace,
-            }
-        where = _where(result.endpoint, result.port)
-        text = f"provisioned: {where}" if where else "provisioned"
-        return _status_patch(
-            manifest, now=now, conditions=[(READY, "True", "Provisioned", text)], **fields
-        )
-    text = f"provisioning failed: {result.message or 'no reason given'}"
-    return _status_patch(
-        manifest,
-        now=now,
-        phase="Failed",
-        message=_clip(text),
-        conditions=[(READY, "False", "ProvisioningFailed", text)],
-    )
-
-
-def deprovision_pending_patch(
-    manifest: Manifest, *, reason: str, message: str, now: datetime
-) -> Patch:
-    """Deletion waits: say why (broker unreachable, broker gone, ...) on the Database."""
-    return _status_patch(
-        manifest,
-        now=now,
-        phase="Deleting",
-        message=_clip(message),
-        conditions=[(DEPROVISION_PENDING, "True", reason, message)],
-    )
-
-
-def deprovision_accepted_patch(manifest: Manifest, *, broker: BrokerKey, now: datetime) -> Patch:
-    conditions = remove_condition(_conditions(manifest), DEPROVISION_PENDING)
+    spec = {k: v for k, v in (manifest.get("spec") or {}).items() if k != "owner"}
+    owner = (manifest.get("spec") or {}).get("owner") or {}
+    kind, name = str(owner.get("kind") or ""), str(owner.get("name") or "")
     return {
-        "status": {
-            "phase": "Deleting",
-            "message": f"deprovisioned through broker {broker}",
-            "conditions": conditions,
-        }
+        "resourceType": WIRE_RESOURCE_TYPE,
+        "resourceName": meta["name"],
+        "namespace": meta["namespace"],
+        "team": f"{kind}/{name}" if kind or name else "",
+        "owner": name,
+        "callbackUrl": callback_url,
+        "spec": spec,
+        "requestId": meta["uid"],
     }
+
+
+def deprovision_body(manifest: Manifest, deployment_id: str, callback_url: str) -> dict[str, Any]:
+    """The `/v1/deprovision` request: every field the seed's brokers require."""
+    meta = _meta(manifest)
+    return {
+        "deploymentId": deployment_id,
+        "resourceType": WIRE_RESOURCE_TYPE,
+        "resourceName": meta["name"],
+        "namespace": meta["namespace"],
+        "callbackUrl": callback_url,
+    }
+
+
+ProvisionFailure = Literal["reschedule", "retry", "permanent"]
+RETRYABLE_REJECTIONS = frozenset({408, 409, 425})  # and every 5xx
+
+
+def provision_failure(status: int | None) -> ProvisionFailure:
+    """What a failed provision call means. None: no answer (unreachable, timeout).
+
+    - 429: the broker is full and created nothing (a known requestId is answered 202
+      whatever the load): drop the intent and select again;
+    - no answer, 408/409/425 or 5xx: try the same broker again, with backoff;
+    - any other 4xx: the broker refuses this request for good (Failed).
+    """
+    if status == 429:
+        return "reschedule"
+    if status is None or status in RETRYABLE_REJECTIONS or status >= 500:
+        return "retry"
+    return "permanent"
+
+
+def no_broker_message(
+    criteria: SelectionCriteria,
+    candidates: Sequence[Candidate],
+    failed: Mapping[str, Filter],
+) -> str:
+    """Why nothing fits, closest brokers first: those that failed a later filter were
+    nearer to fitting (a full broker is closer than one in the wrong cloud). `failed`
+    maps each candidate's key to the filter it failed."""
+    order = list(Filter)
+    closest = sorted(
+        candidates,
+        key=lambda c: -order.index(failed.get(c.broker.key, Filter.CAPACITY)),
+    )
+    asked = explaining.describe_criteria(criteria)
+    if not candidates:
+        return f"no broker matches {asked}: no brokers registered"
+    reasons = [f"{c.broker.key}: {c.rejected}" for c in closest[:REASONS_SHOWN]]
+    message = f"no broker matches {asked}: " + "; ".join(reasons)
+    more = len(candidates) - len(reasons)
+    return message + (f"; and {more} more" if more > 0 else "")
+
+
+def selected_event(broker: BrokerKey, score: float, eligible: int) -> str:
+    return f"Selected broker {broker} (score {score:.1f} of {eligible} candidates)"

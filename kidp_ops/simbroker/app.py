@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Security
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,14 +30,16 @@ from pydantic.alias_generators import to_camel
 
 from kidp_ops.brokerapi.models import (
     API_VERSION,
-    Accepted,
     CallbackPayload,
     DeploymentStatus,
     DeprovisionRequest,
+    DeprovisionResponse,
     ErrorResponse,
     HealthResponse,
     ProvisionRequest,
+    ProvisionResponse,
     ResourceList,
+    ResourceQuery,
 )
 from kidp_ops.simbroker.knobs import MAX_DELAY_SECONDS, MAX_VERSION_LENGTH, parse_health_mode
 from kidp_ops.simbroker.simulation import AtCapacity, Simulation, UnknownDeployment
@@ -67,13 +71,31 @@ class ApiError(Exception):
 
 
 def _error_response(exc: ApiError) -> JSONResponse:
-    body = ErrorResponse(error=exc.error, message=exc.message).model_dump()
+    body = ErrorResponse(error=exc.error, message=exc.message, code=exc.status).model_dump()
     return JSONResponse(status_code=exc.status, content=body, headers=exc.headers)
 
 
 async def _api_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return _error_response(exc)
+
+
+async def _invalid_body_handler(request: Request, exc: Exception) -> Response:
+    """A contract request that does not fit: 400 in the seed broker's words
+    (`invalid_request` when it is not JSON, `validation_failed` for a missing or wrong
+    field), not FastAPI's 422 (which the simulation's own /admin endpoints keep)."""
+    assert isinstance(exc, RequestValidationError)
+    if not request.url.path.startswith(f"/{API_VERSION}/"):
+        return await request_validation_exception_handler(request, exc)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return _error_response(ApiError(400, "invalid_request", "request body is not JSON"))
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    message = f"{where}: {first.get('msg', 'invalid')}"
+    if first.get("type") == "missing":
+        message = f"{where} is required"
+    return _error_response(ApiError(400, "validation_failed", message))
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -195,7 +217,9 @@ _callbacks = APIRouter()
 )
 def _result_callback(  # pragma: no cover - documentation only, never served
     body: CallbackPayload,
-    x_kidp_broker_name: Annotated[str, Header(description="namespace/name of the Broker")],
+    x_kidp_broker_name: Annotated[
+        str, Header(description="namespace/name of the Broker, or its bare name when unique")
+    ],
     x_kidp_timestamp: Annotated[str, Header(description="RFC 3339 time of signing")],
     x_kidp_signature: Annotated[str, Header(description="base64 Ed25519 signature")],
 ) -> None:
@@ -208,50 +232,62 @@ def _v1_router(sim: Simulation) -> APIRouter:
     @router.post(
         "/provision",
         status_code=202,
-        response_model=Accepted,
-        summary="Provision a resource (idempotent by requestId)",
+        response_model=ProvisionResponse,
+        summary="Provision a resource (idempotent by requestId, else by namespace/type/name)",
         description="Accepts the request and provisions in the background; the result "
-        "arrives as a callback. The same requestId always answers with the same "
-        "deploymentId and never provisions twice. 429 when the broker is at capacity.",
-        responses=_errors(401, 429),
+        "arrives as a callback. The same requestId (or, without one, the same namespace, "
+        "resource type and name) always answers with the same deploymentId and never "
+        "provisions twice. 429 when the broker is at capacity; 400 validation_failed for "
+        "a missing field.",
+        responses=_errors(400, 401, 429),
         callbacks=_callbacks.routes,
     )
-    async def provision(request: ProvisionRequest) -> Accepted:
+    async def provision(request: ProvisionRequest) -> ProvisionResponse:
         try:
             deployment, created = sim.provision(request)
         except AtCapacity as exc:
             retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
             raise ApiError(429, "AtCapacity", str(exc), retry) from None
-        message = "provisioning started" if created else f"already accepted ({deployment.phase})"
-        return Accepted(deployment_id=deployment.deployment_id, message=message)
+        message = (
+            f"Provisioning request accepted for {request.resource_type}/{request.resource_name}"
+            if created
+            else f"already accepted ({deployment.phase})"
+        )
+        return ProvisionResponse(deployment_id=deployment.deployment_id, message=message)
 
     @router.post(
         "/deprovision",
         status_code=202,
-        response_model=Accepted,
+        response_model=DeprovisionResponse,
         summary="Deprovision a deployment",
         description="Accepts and removes the deployment in the background (callback when "
         "done). 404 when the broker does not know the deploymentId: it is already gone.",
-        responses=_errors(401, 404),
+        responses=_errors(400, 401, 404),
     )
-    async def deprovision(request: DeprovisionRequest) -> Accepted:
+    async def deprovision(request: DeprovisionRequest) -> DeprovisionResponse:
         try:
             deployment = sim.deprovision(request)
         except UnknownDeployment as exc:
             raise ApiError(404, "NotFound", str(exc)) from None
-        return Accepted(deployment_id=deployment.deployment_id, message="deprovisioning")
+        message = f"Deprovisioning request accepted for deployment {deployment.deployment_id}"
+        return DeprovisionResponse(deployment_id=deployment.deployment_id, message=message)
 
     @router.get(
         "/status",
         response_model=DeploymentStatus,
         summary="Phase of one deployment (polling fallback for callbacks)",
-        responses=_errors(401, 404),
+        description="`?id=` as in the seed's contract; `?deploymentId=` also works.",
+        responses=_errors(400, 401, 404),
     )
     async def status(
-        deployment_id: Annotated[str, Query(alias="deploymentId", min_length=1)],
+        id_: Annotated[str | None, Query(alias="id")] = None,
+        deployment_id: Annotated[str | None, Query(alias="deploymentId")] = None,
     ) -> DeploymentStatus:
+        wanted = id_ or deployment_id
+        if not wanted:
+            raise ApiError(400, "validation_failed", "id is required")
         try:
-            return sim.get(deployment_id).status()
+            return sim.get(wanted).status()
         except UnknownDeployment as exc:
             raise ApiError(404, "NotFound", str(exc)) from None
 
@@ -261,8 +297,28 @@ def _v1_router(sim: Simulation) -> APIRouter:
         summary="The broker's inventory (all namespaces unless one is given)",
         responses=_errors(401),
     )
-    async def resources(namespace: Annotated[str | None, Query()] = None) -> ResourceList:
-        return sim.inventory(namespace)
+    async def resources(
+        namespace: Annotated[str | None, Query()] = None,
+        resource_type: Annotated[str | None, Query(alias="resourceType")] = None,
+        resource_name: Annotated[str | None, Query(alias="resourceName")] = None,
+        deployment_id: Annotated[str | None, Query(alias="deploymentId")] = None,
+    ) -> ResourceList:
+        query = ResourceQuery(
+            namespace=namespace or "",
+            resource_type=resource_type or "",
+            resource_name=resource_name or "",
+            deployment_id=deployment_id or "",
+        )
+        return sim.inventory(query)
+
+    @router.post(
+        "/resources",
+        response_model=ResourceList,
+        summary="The broker's inventory, asked with a JSON body (as the seed's contract allows)",
+        responses=_errors(400, 401),
+    )
+    async def resources_query(query: ResourceQuery) -> ResourceList:
+        return sim.inventory(query)
 
     return router
 
@@ -279,6 +335,7 @@ class KnobsPatch(BaseModel):
 
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS, strict=True)
     failure_rate: float | None = Field(default=None, ge=0, le=1, strict=True)
+    deprovision_failure_rate: float | None = Field(default=None, ge=0, le=1, strict=True)
     health_mode: str | None = None
     capacity: int | None = Field(default=None, ge=0, strict=True)
     version: str | None = Field(default=None, min_length=1, max_length=MAX_VERSION_LENGTH)
@@ -327,6 +384,7 @@ def create_app(sim: Simulation, *, api_key: str | None = None, token: str | None
         lifespan=lifespan,
     )
     app.add_exception_handler(ApiError, _api_error_handler)
+    app.add_exception_handler(RequestValidationError, _invalid_body_handler)
     secured = [Depends(_auth_dependency(api_key, token))]
     app.include_router(_health_router(sim), dependencies=secured)
     app.include_router(_readiness_router(sim))

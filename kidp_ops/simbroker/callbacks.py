@@ -18,13 +18,14 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kidp_ops.brokerapi.models import CallbackPayload, rfc3339
-from kidp_ops.brokerapi.signing import callback_headers
+from kidp_ops.brokerapi.signing import HEADER_PUBLIC_KEY, callback_headers, public_key_b64
 from kidp_ops.clock import utc_now
 from kidp_ops.simbroker.config import RetryPolicy, worth_retrying
 
 log = logging.getLogger(__name__)
 
 RECENT_DELIVERIES = 200
+USER_AGENT = "kidp-ops-simbroker/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class CallbackSender:
         self.broker_name = broker_name
         self.policy = policy or RetryPolicy()
         self._key = private_key
+        self._public_key = public_key_b64(private_key)
         self._now = now
         self._http = httpx.AsyncClient(timeout=self.policy.timeout, follow_redirects=False)
         self.recent: collections.deque[Delivery] = collections.deque(maxlen=RECENT_DELIVERIES)
@@ -90,9 +92,13 @@ class CallbackSender:
         """(status, error) of one signed POST; the response body is not read."""
         headers = {
             "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
             **callback_headers(
                 self._key, broker_name=self.broker_name, timestamp=rfc3339(self._now()), body=body
             ),
+            # As the seed's brokers send it: its manager uses this key only while the
+            # Broker has no status.callbackPublicKey. kidp-ops never trusts it.
+            HEADER_PUBLIC_KEY: self._public_key,
         }
         try:
             async with self._http.stream("POST", url, content=body, headers=headers) as response:

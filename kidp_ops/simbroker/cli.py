@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from kidp_ops.cluster.target import target_from_args, target_options
-from kidp_ops.simbroker.config import DEFAULT_NAME, BrokerConfig, parse_broker_ref
+from kidp_ops.simbroker.config import (
+    DEFAULT_NAME,
+    BrokerConfig,
+    parse_broker_ref,
+    parse_callback_name,
+)
 from kidp_ops.simbroker.knobs import (
     DEFAULT_DELAY_SECONDS,
     DEFAULT_VERSION,
@@ -48,7 +53,8 @@ health modes (--health-mode):
 
 runtime knobs:
   GET/PATCH /admin/knobs with JSON such as
-  {{"delay": 0.5, "failureRate": 0.2, "healthMode": "flap:10", "capacity": 3, "version": "2.0"}}
+  {{"delay": 0.5, "failureRate": 0.2, "deprovisionFailureRate": 0.5, "healthMode": "flap:10",
+   "capacity": 3, "version": "2.0"}}
   changes the simulation while it runs (422 on a bad value).
 
 credentials:
@@ -114,6 +120,13 @@ def _add_serve_options(serve: argparse.ArgumentParser) -> None:
         f"callbacks (default: the --register value, else {DEFAULT_NAME})",
     )
     where.add_argument(
+        "--callback-name",
+        metavar="NAME",
+        type=_checked(parse_callback_name, "name"),
+        help="the name sent as X-KIDP-Broker-Name: namespace/name, or a bare name as the "
+        "seed's brokers send it (default: --name)",
+    )
+    where.add_argument(
         "--register",
         metavar="NS/NAME",
         type=_checked(parse_broker_ref, "broker"),
@@ -161,6 +174,14 @@ def _add_serve_options(serve: argparse.ArgumentParser) -> None:
         default=0.0,
         type=_checked(parse_failure_rate, "rate"),
         help="probability 0..1 that a provisioning ends Failed (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--deprovision-failure-rate",
+        metavar="R",
+        default=0.0,
+        type=_checked(parse_failure_rate, "rate"),
+        help="probability 0..1 that a deprovisioning fails (the deployment stays; the "
+        "callback says failed) (default: %(default)g)",
     )
     sim.add_argument(
         "--health-mode",
@@ -240,11 +261,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = BrokerConfig(
             name=name,
+            callback_name=args.callback_name,
             host=args.host,
             port=args.port,
             knobs=Knobs(
                 delay=args.delay,
                 failure_rate=args.failure_rate,
+                deprovision_failure_rate=args.deprovision_failure_rate,
                 health_mode=args.health_mode,
                 capacity=args.capacity,
                 version=args.broker_version,

@@ -15,6 +15,19 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
 
 
+def parse_callback_name(text: str) -> str:
+    """What `X-KIDP-Broker-Name` carries: `NAMESPACE/NAME` or a bare `NAME` (as the seed's
+    brokers send it); ValueError if it is not made of Kubernetes names."""
+    if "/" in text:
+        return "/".join(parse_broker_ref(text))
+    name = text.strip()
+    if not (re.fullmatch(_DNS_SUBDOMAIN, name) and len(name) <= 253):
+        raise ValueError(
+            f"expected NAME or NAMESPACE/NAME with lower-case Kubernetes names, got {text!r}"
+        )
+    return name
+
+
 def parse_broker_ref(text: str) -> tuple[str, str]:
     """`NAMESPACE/NAME` -> (namespace, name), both valid Kubernetes names; ValueError if not."""
     namespace, slash, name = text.strip().partition("/")
@@ -52,7 +65,8 @@ def worth_retrying(status: int | None) -> bool:
 class BrokerConfig:
     """Everything `running_broker` needs. Port 0 picks a free port."""
 
-    name: str = DEFAULT_NAME  # namespace/name, sent in X-KIDP-Broker-Name
+    name: str = DEFAULT_NAME  # namespace/name: its deploymentIds are derived from it
+    callback_name: str | None = None  # X-KIDP-Broker-Name (bare or namespace/name); None: name
     host: str = "127.0.0.1"
     port: int = 0
     knobs: Knobs = field(default_factory=Knobs)

@@ -110,6 +110,7 @@ class Knobs:
     delay: float = DEFAULT_DELAY_SECONDS  # seconds until provision/deprovision completes
     failure_rate: float = 0.0  # probability that a provisioning ends Failed
     health_mode: HealthMode = HEALTHY
+    deprovision_failure_rate: float = 0.0  # probability a deprovisioning fails (it stays)
     capacity: int = 0  # max active deployments; 0 = unlimited
     version: str = DEFAULT_VERSION
 
@@ -118,6 +119,7 @@ class Knobs:
         parsers: dict[str, Any] = {
             "delay": parse_delay,
             "failure_rate": parse_failure_rate,
+            "deprovision_failure_rate": parse_failure_rate,
             "capacity": parse_capacity,
             "version": parse_version,
             "health_mode": lambda v: v if isinstance(v, HealthMode) else parse_health_mode(v),
@@ -130,16 +132,20 @@ class Knobs:
     def describe(self) -> str:
         """`health mode healthy, delay 2s, failure rate 0, capacity unlimited, version 1.0`."""
         capacity = str(self.capacity) if self.capacity else "unlimited"
-        return (
+        text = (
             f"health mode {self.health_mode}, delay {self.delay:g}s, "
             f"failure rate {self.failure_rate:g}, capacity {capacity}, version {self.version}"
         )
+        if self.deprovision_failure_rate:
+            text += f", deprovision failure rate {self.deprovision_failure_rate:g}"
+        return text
 
     def as_json(self) -> dict[str, Any]:
         """camelCase, as GET /admin/knobs shows it."""
         return {
             "delay": self.delay,
             "failureRate": self.failure_rate,
+            "deprovisionFailureRate": self.deprovision_failure_rate,
             "healthMode": str(self.health_mode),
             "capacity": self.capacity,
             "version": self.version,

@@ -117,7 +117,9 @@ async def running_broker(
     sock = bind(config.host, config.port)
     try:
         sender = CallbackSender(
-            broker_name=config.name, private_key=key, policy=config.callback_retry
+            broker_name=config.callback_name or config.name,
+            private_key=key,
+            policy=config.callback_retry,
         )
         sim = Simulation(name=config.name, knobs=config.knobs, seed=config.seed, sender=sender)
         app = create_app(sim, api_key=config.api_key, token=config.token)

@@ -4,9 +4,13 @@ Request handlers call the synchronous methods (`provision`, `deprovision`, ...).
 never await between reading and writing the state, so on one event loop each call is
 atomic: two identical provision requests arriving together still create one deployment.
 
-The deploymentId is derived from (broker name, requestId), so the same requestId
-always yields the same deploymentId, even across restarts of the broker. A requestId
-whose deployment was deprovisioned (and is gone) provisions anew under the same id.
+The deploymentId is derived from (broker name, idempotency key), so the same request
+always yields the same deploymentId, even across restarts of the broker. The key is the
+request's requestId (kidp-ops sends the object's UID), or namespace/resourceType/name for
+a manager that sends none (the seed's). A request whose deployment was deprovisioned (and
+is gone) provisions anew under the same id.
+
+Phases are the seed system's: Provisioning, Ready, Failed, then Deleting and Deleted.
 
 Background work (the provisioning/deprovisioning timers and callback deliveries) runs
 in tasks this object owns; `close()` cancels and awaits them all.
@@ -25,8 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from kidp_ops.brokerapi.models import (
-    DEPROVISIONED,
-    DEPROVISIONING,
+    DELETED,
+    DELETING,
     FAILED,
     PROVISIONING,
     READY,
@@ -38,6 +42,7 @@ from kidp_ops.brokerapi.models import (
     ProvisionRequest,
     ResourceItem,
     ResourceList,
+    ResourceQuery,
 )
 from kidp_ops.clock import utc_now
 from kidp_ops.simbroker.callbacks import CallbackSender
@@ -47,6 +52,8 @@ from kidp_ops.times import go_duration
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = (PROVISIONING, READY)
+#: What a deployment costs a month, by size (the broker reports it in callbacks).
+MONTHLY_COST = {"small": 25.0, "medium": 60.0, "large": 150.0, "xlarge": 400.0}
 DEFAULT_PORTS = {
     "postgresql": 5432,
     "mysql": 3306,
@@ -64,8 +71,9 @@ class UnknownDeployment(Exception):
     """No deployment with that id (never provisioned, or deprovisioned and gone)."""
 
 
-def deployment_id_for(broker_name: str, request_id: str) -> str:
-    digest = hashlib.sha256(f"{broker_name}\0{request_id}".encode()).hexdigest()
+def deployment_id_for(broker_name: str, key: str) -> str:
+    """The deployment of idempotency `key` on this broker: the same key, the same id."""
+    digest = hashlib.sha256(f"{broker_name}\0{key}".encode()).hexdigest()
     return f"dep-{digest[:20]}"
 
 
@@ -105,6 +113,15 @@ class Deployment:
             phase=self.phase,
             endpoint=self.endpoint,
         )
+
+
+def _matches(deployment: Deployment, query: ResourceQuery) -> bool:
+    return (
+        query.namespace in ("", deployment.namespace)
+        and query.resource_type.lower() in ("", deployment.resource_type.lower())
+        and query.resource_name in ("", deployment.resource_name)
+        and query.deployment_id in ("", deployment.deployment_id)
+    )
 
 
 class Simulation:
@@ -175,7 +192,7 @@ class Simulation:
 
     def provision(self, request: ProvisionRequest) -> tuple[Deployment, bool]:
         """(deployment, True when newly created). Raises AtCapacity."""
-        deployment_id = deployment_id_for(self.name, request.request_id)
+        deployment_id = deployment_id_for(self.name, request.idempotency_key())
         existing = self._deployments.get(deployment_id)
         if existing is not None:
             return existing, False
@@ -184,7 +201,7 @@ class Simulation:
             raise AtCapacity(f"at capacity: {self.active} of {capacity} deployments active")
         deployment = Deployment(
             deployment_id=deployment_id,
-            request_id=request.request_id,
+            request_id=request.request_id or "",
             resource_type=request.resource_type,
             resource_name=request.resource_name,
             namespace=request.namespace,
@@ -203,14 +220,15 @@ class Simulation:
     def deprovision(self, request: DeprovisionRequest) -> Deployment:
         """Start removing a deployment (again: no-op). Raises UnknownDeployment."""
         deployment = self.get(request.deployment_id)
-        if deployment.phase == DEPROVISIONING:
+        if deployment.phase == DELETING:
             return deployment
         if deployment.timer is not None:
             deployment.timer.cancel()
         if request.callback_url:
             deployment.callback_url = request.callback_url
-        self._set(deployment, DEPROVISIONING, "deprovisioning")
-        deployment.timer = self._spawn(self._deprovisioning(deployment, self._knobs.delay))
+        self._set(deployment, DELETING, "deprovisioning")
+        fails = self._rng.random() < self._knobs.deprovision_failure_rate
+        deployment.timer = self._spawn(self._deprovisioning(deployment, self._knobs.delay, fails))
         return deployment
 
     def get(self, deployment_id: str) -> Deployment:
@@ -219,12 +237,18 @@ class Simulation:
         except KeyError:
             raise UnknownDeployment(f"deployment {deployment_id!r} not found") from None
 
-    def inventory(self, namespace: str | None = None) -> ResourceList:
+    def inventory(self, query: ResourceQuery | None = None) -> ResourceList:
+        """The deployments this broker holds, narrowed by the query's non-empty fields."""
+        query = query or ResourceQuery()
         items = sorted(
-            (d for d in self._deployments.values() if not namespace or d.namespace == namespace),
+            (d for d in self._deployments.values() if _matches(d, query)),
             key=lambda d: (d.namespace, d.resource_name, d.deployment_id),
         )
-        return ResourceList(resources=[d.item() for d in items], total=len(items))
+        return ResourceList(
+            resources=[d.item() for d in items],
+            total=len(items),
+            namespace=query.namespace or None,
+        )
 
     # --- background work ------------------------------------------------------------------
 
@@ -242,13 +266,18 @@ class Simulation:
             self._set(deployment, READY, "provisioned")
         self._notify(deployment, "failed" if fails else "success", operation="provision")
 
-    async def _deprovisioning(self, deployment: Deployment, delay: float) -> None:
+    async def _deprovisioning(self, deployment: Deployment, delay: float, fails: bool) -> None:
         await asyncio.sleep(delay)
         deployment.timer = None
+        if fails:  # it stays: a later deprovision may succeed
+            deployment.error = "simulated failure (deprovision failure rate knob)"
+            self._set(deployment, FAILED, "deprovisioning failed: " + deployment.error)
+            self._notify(deployment, "failed", operation="deprovision")
+            return
         self._deployments.pop(deployment.deployment_id, None)
         deployment.endpoint = deployment.port = deployment.connection_secret = None
         deployment.error = None
-        self._set(deployment, DEPROVISIONED, "deprovisioned")
+        self._set(deployment, DELETED, "deprovisioned")
         self._notify(deployment, "success", operation="deprovision")
 
     def _set(self, deployment: Deployment, phase: str, message: str) -> None:
@@ -259,6 +288,10 @@ class Simulation:
     def _endpoint(self, deployment: Deployment) -> str:
         short = self.name.rpartition("/")[2]
         return f"{deployment.resource_name}.{deployment.namespace}.{short}.sim.kidp.internal"
+
+    @staticmethod
+    def _cost(deployment: Deployment) -> float:
+        return MONTHLY_COST.get(str(deployment.spec.get("size") or "small"), 25.0)
 
     @staticmethod
     def _port(deployment: Deployment) -> int:
@@ -276,12 +309,13 @@ class Simulation:
             status=status,
             phase=deployment.phase,
             message=deployment.message,
-            error=deployment.error,
-            time=self.now().replace(microsecond=0),
-            endpoint=deployment.endpoint,
-            port=deployment.port,
-            connection_secret=deployment.connection_secret,
+            error=deployment.error or "",
+            time=self.now(),
+            endpoint=deployment.endpoint or "",
+            port=deployment.port or 0,
+            connection_secret=deployment.connection_secret or "",
             details={"operation": operation, "requestId": deployment.request_id},
+            estimated_monthly_cost=self._cost(deployment) if deployment.phase == READY else 0.0,
         )
         self._spawn(self.sender.deliver(deployment.callback_url, payload))
 

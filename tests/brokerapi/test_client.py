@@ -203,14 +203,28 @@ async def test_wrong_shapes_are_protocol_errors(rogue: Callable[..., Any]) -> No
     async def a_list(_request: web.Request) -> web.Response:
         return web.json_response([1, 2, 3])
 
-    url = await rogue({"/health": a_list, "/v1/status": wrong_shape, "/v1/provision": wrong_shape})
+    url = await rogue({"/health": a_list, "/v1/status": a_list, "/v1/provision": wrong_shape})
     async with BrokerClient(url) as client:
         with pytest.raises(BrokerProtocolError, match="health"):
             await client.health()
-        with pytest.raises(BrokerProtocolError, match=r"status response: deploymentId"):
+        with pytest.raises(BrokerProtocolError, match="status response"):
             await client.status("d")
-        with pytest.raises(BrokerProtocolError, match="provision"):
+        with pytest.raises(BrokerProtocolError, match=r"provision response: deploymentId"):
             await client.provision(_request())
+
+
+async def test_a_status_answer_without_a_phase_is_not_an_error(rogue: Callable[..., Any]) -> None:
+    """The seed's broker answers every status query like this: 'still working'."""
+
+    async def seed_status(request: web.Request) -> web.Response:
+        assert request.query["id"] == request.query["deploymentId"] == "deploy-1"
+        body = {"deploymentId": "deploy-1", "message": "pending", "status": "unknown"}
+        return web.json_response(body)
+
+    url = await rogue({"/v1/status": seed_status})
+    async with BrokerClient(url) as client:
+        answer = await client.status("deploy-1")
+    assert (answer.phase, answer.status, answer.message) == (None, "unknown", "pending")
 
 
 async def test_redirects_are_not_followed_and_text_errors_are_kept(

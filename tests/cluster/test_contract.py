@@ -96,7 +96,7 @@ async def test_missing_objects_are_not_found(cluster: Cluster) -> None:
 
 async def test_invalid_object_names_the_field(cluster: Cluster) -> None:
     with pytest.raises(Invalid) as caught:
-        await cluster.create(broker_manifest("bad", endpoint="ftp://x", priority=-1))
+        await cluster.create(broker_manifest("bad", endpoint="ftp://x", priority=2**31))
     fields = {p.field for p in caught.value.problems}
     assert {".spec.endpoint", ".spec.priority"} <= fields
     with pytest.raises(NotFound):

@@ -45,7 +45,7 @@ def broker(
             endpoint=endpoint,
             cloud_provider="aws",
             health_check=HealthCheck(endpoint=path, timeout_seconds=timeout),
-            authentication=auth or Authentication(),
+            authentication=auth,
         ),
     )
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from kidp_ops.model.bundled import crd_schema
 from kidp_ops.model.resources import (
+    AtRest,
     Authentication,
     Backup,
     Broker,
@@ -19,6 +20,7 @@ from kidp_ops.model.resources import (
     DatabaseSpec,
     Encryption,
     HealthCheck,
+    InTransit,
 )
 from tests.conftest import broker_manifest, load_yaml
 
@@ -48,8 +50,6 @@ def _python_defaults(cls: type) -> dict[str, Any]:
         ("brokers.platform.company.com", ("spec", "healthCheck"), HealthCheck),
         ("brokers.platform.company.com", ("spec", "authentication"), Authentication),
         ("databases.platform.company.com", ("spec",), DatabaseSpec),
-        ("databases.platform.company.com", ("spec", "backup"), Backup),
-        ("databases.platform.company.com", ("spec", "encryption"), Encryption),
     ],
 )
 def test_python_defaults_mirror_the_crd(resource: str, path: tuple[str, ...], cls: type) -> None:
@@ -59,6 +59,51 @@ def test_python_defaults_mirror_the_crd(resource: str, path: tuple[str, ...], cl
     assert schema_defaults, "the schema has defaults here"
     for key, value in schema_defaults.items():
         assert python.get(key) == value, f"{cls.__name__}.{key}"
+
+
+def test_backup_encryption_and_ha_have_no_defaults() -> None:
+    """As in the seed system: what the manifest leaves out stays out (and so stays out of
+    the provision request)."""
+    spec = crd_schema("databases.platform.company.com").subschema("spec")
+    for name in ("backup", "encryption", "highAvailability"):
+        node = spec["properties"][name]
+        assert "default" not in node
+        assert not _schema_defaults(dict(node)), name
+    database = Database.from_manifest(
+        {
+            "apiVersion": "platform.company.com/v1",
+            "kind": "Database",
+            "metadata": {"name": "d", "namespace": "ns"},
+            "spec": {"owner": {"kind": "Team", "name": "t"}, "engine": "redis"},
+        }
+    )
+    assert (database.spec.backup, database.spec.encryption) == (None, None)
+    assert database.spec.high_availability is None
+    assert set(database.to_manifest()["spec"]) == {"owner", "engine", "size"}
+
+
+def test_seed_shapes_of_backup_and_encryption_convert() -> None:
+    database = Database.from_manifest(
+        {
+            "apiVersion": "platform.company.com/v1",
+            "kind": "Database",
+            "metadata": {"name": "d", "namespace": "ns"},
+            "spec": {
+                "owner": {"kind": "Application", "name": "api", "namespace": "ns"},
+                "engine": "postgresql",
+                "backup": {"enabled": True, "retention": "30d", "pointInTimeRestore": True},
+                "encryption": {
+                    "atRest": {"enabled": True, "kmsKeyId": "k-1"},
+                    "inTransit": {"enabled": True, "minTLSVersion": "1.3"},
+                },
+            },
+        }
+    )
+    assert database.spec.backup == Backup(True, "30d", None, True)
+    assert database.spec.encryption == Encryption(AtRest(True, "k-1"), InTransit(True, "1.3"))
+    wire = database.to_manifest()["spec"]
+    assert wire["encryption"]["inTransit"] == {"enabled": True, "minTLSVersion": "1.3"}
+    assert Database.from_manifest(database.to_manifest()) == database
 
 
 def test_sparse_manifest_gets_schema_defaults() -> None:

@@ -47,11 +47,13 @@ from kidp_ops.health.credentials import SecretCache
 from kidp_ops.health.probing import Prober
 from kidp_ops.history import MemorySink
 from kidp_ops.model.resources import Broker
+from kidp_ops.reconcilers import patches
 from kidp_ops.reconcilers import provisioning as p
 from kidp_ops.reconcilers.broker import BrokerReconciler
 from kidp_ops.reconcilers.clients import BrokerClients
 from kidp_ops.reconcilers.conditions import find
 from kidp_ops.reconcilers.database import DatabaseReconciler
+from kidp_ops.reconcilers.outcomes import Applied, CallbackStamp, DeploymentResult
 from kidp_ops.registry import BrokerRegistry
 from kidp_ops.simbroker.registration import register_callback_key
 from kidp_ops.times import format_time
@@ -278,6 +280,7 @@ async def running(
     client_timeout: float = 2.0,
     workers: int = 4,
     backoff_base: float = 0.05,
+    retry_first: float = 5.0,
 ) -> AsyncIterator[Rig]:
     """The daemon in small, torn down in reverse order (workers, informers, servers, store)."""
     async with contextlib.AsyncExitStack() as stack:
@@ -301,6 +304,7 @@ async def running(
             callback_url=callback_url or server.url,
             history=history,
             poll_after=poll_after,
+            retry_first=retry_first,
         )
         gate = callback_gate(brokers=registry, databases=reconciler, index=index)
         brokers.add_handler(registry.handle)
@@ -557,19 +561,79 @@ async def test_without_callbacks_the_status_is_polled(tmp_path: Path, spawn: Spa
 # --- 6. deletion -----------------------------------------------------------------------------
 
 
-async def test_deletion_deprovisions_through_the_broker_ref(tmp_path: Path, spawn: Spawn) -> None:
-    broker = await spawn("b1")
+async def test_deletion_ends_only_when_the_broker_confirms(tmp_path: Path, spawn: Spawn) -> None:
+    """The 202 is not the end: the Database stays (Deleting, AwaitingBroker) while the
+    broker still holds the deployment, and goes with the broker's deprovisioned callback."""
+    broker = await spawn("b1", delay=1.5)
     async with running(tmp_path) as rig:
         await rig.add_broker(broker)
         await rig.add_database("orders")
         deployment = status(await rig.wait_ready("orders"))["deploymentId"]
         await rig.cluster.delete(DATABASES, "orders", namespace=TEAM)
+        db = await rig.wait(
+            "orders", lambda d: condition_reason(d, "DeprovisionPending") is not None
+        )
+        pending = condition(db, "DeprovisionPending")
+        assert (status(db)["phase"], pending["reason"]) == ("Deleting", "AwaitingBroker")
+        assert db["metadata"]["finalizers"] == [p.FINALIZER]
+        [held] = await broker.inventory()  # still there, being removed
+        assert (held["deploymentId"], held["phase"]) == (deployment, "Deleting")
         await rig.wait_gone("orders")
-        assert (
-            "Deprovisioned",
-            f"broker {broker.ref}: deployment {deployment} accepted",
-        ) in await rig.events("orders")
-        await eventually(broker.inventory, lambda items: items == [])
+        assert await broker.inventory() == []
+        events = await rig.events("orders")
+        reasons = [reason for reason, _ in events]
+        assert reasons[-2:] == ["DeprovisionAccepted", "Deprovisioned"], events
+        assert events[-1][1] == "the broker confirmed it deleted the deployment"
+        deleted = [v for v in rig.server.verdicts if v.accepted and v.deployment_id == deployment]
+        assert deleted[-1].result is not None and deleted[-1].result.phase == "Deleted"
+
+
+async def test_a_failed_deprovision_keeps_the_finalizer_and_is_retried(
+    tmp_path: Path, spawn: Spawn
+) -> None:
+    broker = await spawn("b1", "--deprovision-failure-rate", "1", delay=0.2)
+    async with running(tmp_path, retry_first=1.0) as rig:
+        await rig.add_broker(broker)
+        await rig.add_database("orders")
+        deployment = status(await rig.wait_ready("orders"))["deploymentId"]
+        await rig.cluster.delete(DATABASES, "orders", namespace=TEAM)
+        db = await rig.wait(
+            "orders", lambda d: condition_reason(d, "DeprovisionPending") == "DeprovisionFailed"
+        )
+        pending = condition(db, "DeprovisionPending")
+        assert "simulated failure (deprovision failure rate knob)" in pending["message"]
+        assert db["metadata"]["finalizers"] == [p.FINALIZER]
+        [held] = await broker.inventory()
+        assert held["deploymentId"] == deployment  # it is still there: nothing is dropped
+        assert ("DeprovisionFailed", pending["message"]) in await rig.events("orders")
+        await broker.knobs(deprovisionFailureRate=0.0)  # the broker recovers
+        await rig.wait_gone("orders")  # the retry (after the backoff) goes through
+        assert await broker.inventory() == []
+
+
+async def test_the_abandon_annotation_lets_go_and_says_what_was_left(
+    tmp_path: Path, spawn: Spawn
+) -> None:
+    broker = await spawn("b1")
+    async with running(tmp_path) as rig:
+        await rig.add_broker(broker)
+        await rig.add_database("orders")
+        deployment = status(await rig.wait_ready("orders"))["deploymentId"]
+        broker.process.kill()  # the broker is gone for good
+        await rig.cluster.delete(DATABASES, "orders", namespace=TEAM)
+        db = await rig.wait(
+            "orders", lambda d: condition_reason(d, "DeprovisionPending") == "BrokerUnreachable"
+        )
+        assert f'annotate {p.ABANDON}="true"' in status(db)["message"]
+        patch = {"metadata": {"annotations": {p.ABANDON: "true"}}}
+        await rig.cluster.patch(DATABASES, "orders", patch, namespace=TEAM)
+        await rig.wait_gone("orders")
+        reason, message = (await rig.events("orders"))[-1]
+        assert reason == "Abandoned"
+        assert f"left behind: deployment {deployment} on broker {broker.ref}" in message
+        warnings = await rig.cluster.list(EVENTS, namespace=TEAM)
+        [abandoned] = [e for e in warnings.items if e["reason"] == "Abandoned"]
+        assert abandoned["type"] == "Warning"
 
 
 async def test_deletion_waits_for_a_broker_that_is_down(tmp_path: Path, spawn: Spawn) -> None:
@@ -597,7 +661,7 @@ async def test_deletion_waits_for_a_broker_that_is_down(tmp_path: Path, spawn: S
         assert time.monotonic() - pending_since < 4.5  # before the first retry was due
         assert (
             "Deprovisioned",
-            f"broker {broker.ref}: deployment {deployment} already gone",
+            f"broker {broker.ref} does not know {deployment}",
         ) in await rig.events("orders")
         assert await broker.inventory() == []
 
@@ -713,23 +777,29 @@ class FakeDatabases:
     """A ResultWriter whose first write fails like an unavailable API server."""
 
     def __init__(self) -> None:
-        self.applied: list[p.DeploymentResult | None] = []
+        self.applied: list[DeploymentResult] = []
         self.failures = 1
 
     def current(self, key: str) -> Mapping[str, Any] | None:
         namespace, name = key.split("/")
         return {"metadata": {"name": name, "namespace": namespace}}
 
-    async def apply_result(self, obj: Mapping[str, Any], result: p.DeploymentResult | None) -> None:
+    async def apply_callback(
+        self, key: str, result: DeploymentResult, stamp: CallbackStamp
+    ) -> Applied:
         if self.failures:
             self.failures -= 1
             raise Unavailable("the API server is down")
         self.applied.append(result)
+        return Applied.APPLIED
 
 
 def _gate(refs: dict[str, str], index: DeploymentIndex, key: Ed25519PrivateKey) -> CallbackGate:
-    public = {"kidp-system/b1": public_key_b64(key)}
-    return CallbackGate(public_key_for=public.get, broker_ref_of=refs.get, index=index)
+    registry = BrokerRegistry()
+    manifest = broker_manifest("b1", NS)
+    manifest["status"] = {"callbackPublicKey": public_key_b64(key)}
+    registry.handle("ADDED", manifest)
+    return CallbackGate(brokers=registry, broker_ref_of=refs.get, index=index)
 
 
 async def test_a_callback_that_could_not_be_written_is_taken_when_retried() -> None:
@@ -785,18 +855,20 @@ def test_rejected_databases_stay_failed_and_stale_results_are_ignored() -> None:
     rejected = {**base, "status": {"brokerRef": ref, "phase": "Failed"}}
     assert isinstance(p.next_step(rejected, now=now, last_contact=None, poll_after=1), p.Idle)
     waiting = {**base, "status": {"brokerRef": ref, "deploymentId": "d-2", "phase": "Provisioning"}}
-    stale = p.DeploymentResult("Ready", endpoint="x", deployment_id="d-1")
-    assert p.result_patch(waiting, result=stale, now=now) is None
+    stale = DeploymentResult("Ready", endpoint="x", deployment_id="d-1")
+    assert patches.result_patch(waiting, result=stale, now=now) is None
     deleting = {
         **waiting,
         "metadata": {**base["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"},
     }
-    fresh = p.DeploymentResult("Ready", endpoint="x", deployment_id="d-2")
-    assert p.result_patch(deleting, result=fresh, now=now) is None
-    patch = p.result_patch(waiting, result=fresh, now=now)
+    fresh = DeploymentResult("Ready", endpoint="x", deployment_id="d-2")
+    assert patches.result_patch(deleting, result=fresh, now=now) is None
+    patch = patches.result_patch(waiting, result=fresh, now=now)
     assert patch is not None and patch["status"]["message"] == "ready"
     assert find(patch["status"]["conditions"], "Ready")["message"] == "provisioned: x"  # type: ignore[index]
-    again = p.rescheduled_patch(waiting, broker=p.BrokerKey(NS, "b1"), error="HTTP 429", now=now)
+    again = patches.rescheduled_patch(
+        waiting, broker=p.BrokerKey(NS, "b1"), error="HTTP 429", now=now
+    )
     assert again["status"]["brokerRef"] is None and again["status"]["phase"] == "Pending"
 
 

@@ -100,11 +100,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 def provision_body(request_id: str = "uid-1", **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "resourceType": "Database",
+        "resourceType": "database",
         "resourceName": "orders-db",
         "namespace": "team-payments",
-        "team": "payments",
-        "owner": {"kind": "Team", "name": "payments"},
+        "team": "Team/payments",
+        "owner": "payments",
         "spec": {"engine": "postgresql", "size": "small"},
         "requestId": request_id,
     }

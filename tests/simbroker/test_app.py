@@ -190,17 +190,28 @@ async def test_same_request_id_same_deployment_id_across_restarts(
     assert ids[0] == ids[1]
 
 
-async def test_provision_rejects_a_bad_body_with_422(
+async def test_a_bad_body_is_400_in_the_seed_brokers_words(
     broker: RunningBroker, http: httpx.AsyncClient
 ) -> None:
     body = provision_body()
-    del body["requestId"]
-    response = await http.post(f"{broker.url}/v1/provision", json=body)
-    assert response.status_code == 422
+    del body["namespace"]
+    missing = await http.post(f"{broker.url}/v1/provision", json=body)
+    assert missing.status_code == 400
+    assert missing.json() == {
+        "error": "validation_failed",
+        "message": "namespace is required",
+        "code": 400,
+    }
     bad_url = await http.post(
         f"{broker.url}/v1/provision", json=provision_body(callbackUrl="ftp://x")
     )
-    assert bad_url.status_code == 422
+    assert (bad_url.status_code, bad_url.json()["error"]) == (400, "validation_failed")
+    not_json = await http.post(
+        f"{broker.url}/v1/provision",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (not_json.status_code, not_json.json()["error"]) == (400, "invalid_request")
 
 
 async def test_status_and_resources_follow_the_lifecycle(
@@ -212,8 +223,8 @@ async def test_status_and_resources_follow_the_lifecycle(
         f"{url}/v1/provision", json=provision_body("uid-t", namespace="other", resourceName="x")
     )
     deployment_id = accepted.json()["deploymentId"]
-    status = (await http.get(f"{url}/v1/status", params={"deploymentId": deployment_id})).json()
-    assert set(status) == {"deploymentId", "phase", "message", "lastUpdated"}
+    status = (await http.get(f"{url}/v1/status", params={"id": deployment_id})).json()
+    assert set(status) == {"deploymentId", "phase", "status", "message", "lastUpdated"}
     assert status["phase"] == "Provisioning"
 
     async def ready() -> bool:
@@ -236,6 +247,10 @@ async def test_status_and_resources_follow_the_lifecycle(
     assert item["deploymentId"] == deployment_id
     assert item["endpoint"].startswith("orders-db.team-payments.")
     assert (await http.get(f"{url}/v1/resources")).json()["total"] == 2
+    asked = await http.post(
+        f"{url}/v1/resources", json={"namespace": "other", "resourceType": "DATABASE"}
+    )
+    assert [i["resourceName"] for i in asked.json()["resources"]] == ["x"]
     health = (await http.get(f"{url}/health")).json()
     assert health["activeDeployments"] == 2
 
@@ -251,7 +266,7 @@ async def test_deprovision_removes_the_deployment(
     assert gone.status_code == 202
     assert gone.json()["deploymentId"] == deployment_id
     params = {"deploymentId": deployment_id}
-    assert (await http.get(f"{url}/v1/status", params=params)).json()["phase"] == "Deprovisioning"
+    assert (await http.get(f"{url}/v1/status", params=params)).json()["phase"] == "Deleting"
     assert (await http.get(f"{url}/health")).json()["activeDeployments"] == 0
     again = await http.post(f"{url}/v1/deprovision", json={"deploymentId": deployment_id})
     assert again.status_code == 202
@@ -260,13 +275,18 @@ async def test_deprovision_removes_the_deployment(
         return (await http.get(f"{url}/v1/status", params=params)).status_code == 404
 
     await wait_for(removed)
-    assert (await http.get(f"{url}/v1/resources")).json() == {"resources": [], "total": 0}
+    listed = (await http.get(f"{url}/v1/resources")).json()
+    assert (listed["resources"], listed["total"]) == ([], 0)
 
 
 async def test_unknown_deployment_is_404(broker: RunningBroker, http: httpx.AsyncClient) -> None:
     gone = await http.post(f"{broker.url}/v1/deprovision", json={"deploymentId": "dep-nope"})
     assert gone.status_code == 404
-    assert gone.json() == {"error": "NotFound", "message": "deployment 'dep-nope' not found"}
+    assert gone.json() == {
+        "error": "NotFound",
+        "message": "deployment 'dep-nope' not found",
+        "code": 404,
+    }
     status = await http.get(f"{broker.url}/v1/status", params={"deploymentId": "dep-nope"})
     assert status.status_code == 404
     assert status.json()["error"] == "NotFound"
@@ -372,6 +392,7 @@ async def test_admin_knobs_read_and_change(broker: RunningBroker, http: httpx.As
     assert knobs == {
         "delay": 0.05,
         "failureRate": 0.0,
+        "deprovisionFailureRate": 0.0,
         "healthMode": "healthy",
         "capacity": 0,
         "version": "1.0.0-sim",
@@ -426,7 +447,9 @@ async def test_openapi_document_describes_the_contract(
     assert "callbacks" in provision
     schemas = document["components"]["schemas"]
     assert {"ProvisionRequest", "CallbackPayload", "HealthResponse", "ResourceList"} <= set(schemas)
-    assert "requestId" in schemas["ProvisionRequest"]["required"]
+    request = schemas["ProvisionRequest"]
+    assert request["required"] == ["resourceType", "resourceName", "namespace"]
+    assert {"team", "owner", "callbackUrl", "spec", "requestId"} <= set(request["properties"])
     assert {"APIKeyHeader", "HTTPBearer"} <= set(document["components"]["securitySchemes"])
 
 
