@@ -17,20 +17,10 @@ from kidp_ops.controller.queue import (
     backoff_delay,
     run_workers,
 )
+from tests.support.clocks import ManualClock
 from tests.support.waiting import until
 
 DEADLINE = 5.0
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def drain(queue: WorkQueue[str]) -> list[str]:
