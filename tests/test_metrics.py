@@ -141,7 +141,7 @@ def test_samplers_run_at_every_scrape() -> None:
     depth = {"broker": 3.0}
 
     def queue_depth() -> list[object]:
-        values = {(name,): value for name, value in depth.items()}
+        values: dict[tuple[str, ...], float] = {(name,): v for name, v in depth.items()}
         return [gauge("kidp_queue_depth", "Keys waiting.", values, ["controller"])]
 
     metrics.add_sampler(queue_depth)
