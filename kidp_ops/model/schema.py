@@ -64,6 +64,7 @@ def _to_json_schema(node: Any) -> Any:
             continue
         else:
             out[key] = value
+    _exclusive_bounds(out)
     if node.get("nullable") and "type" in out:
         out["type"] = [out["type"], "null"]
     if node.get("x-kubernetes-int-or-string"):
@@ -78,6 +79,14 @@ def _to_json_schema(node: Any) -> Any:
     if closed:
         out["additionalProperties"] = False
     return out
+
+
+def _exclusive_bounds(schema: dict[str, Any]) -> None:
+    """OpenAPI 3.0 (a CRD) marks `minimum`/`maximum` exclusive with a boolean
+    `exclusiveMinimum`/`exclusiveMaximum`; JSON Schema draft 7 holds the bound there."""
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(schema.get(flag), bool) and schema.pop(flag) and bound in schema:
+            schema[flag] = schema.pop(bound)
 
 
 def apply_defaults(node: Mapping[str, Any], value: Any) -> None:
@@ -131,10 +140,14 @@ def _describe(error: Any) -> tuple[list[str | int], str]:
     if kind == "pattern":
         hint = f" ({_must_sentence(allowed)})" if allowed else ""
         return path, f"{_show(instance)} must match {error.validator_value}{hint}"
-    if kind in ("minimum", "exclusiveMinimum"):
+    if kind == "minimum":
         return path, f"{_show(instance)} is below the minimum {error.validator_value}"
-    if kind in ("maximum", "exclusiveMaximum"):
+    if kind == "exclusiveMinimum":
+        return path, f"{_show(instance)} must be above {error.validator_value}"
+    if kind == "maximum":
         return path, f"{_show(instance)} is above the maximum {error.validator_value}"
+    if kind == "exclusiveMaximum":
+        return path, f"{_show(instance)} must be below {error.validator_value}"
     if kind == "type":
         got = type(instance).__name__.replace("NoneType", "null").replace("dict", "object")
         got = got.replace("list", "array").replace("str", "string").replace("bool", "boolean")
