@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.waiting import until_sync
 from tests.test_cli import kidp
 
 DEV_PORTS = range(18081, 18086)
@@ -44,13 +45,6 @@ def ports_free() -> bool:
     return True
 
 
-def wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
-
-
 @pytest.fixture(autouse=True)
 def _dev_ports_free() -> None:
     if not ports_free():
@@ -59,7 +53,9 @@ def _dev_ports_free() -> None:
 
 def test_dev_runs_everything_and_another_terminal_can_use_the_state(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    dev = start_dev(state, "--duration", "30", "--create-every", "1")
+    # --duration only as a backstop: the test stops it once it has seen enough (the second
+    # test shows --duration ending a run by itself).
+    dev = start_dev(state, "--duration", "120", "--create-every", "1")
     try:
         # Another terminal, while dev runs: brokers turn Ready, and an applied Database
         # is provisioned like the generated ones.
@@ -69,7 +65,7 @@ def test_dev_runs_everything_and_another_terminal_can_use_the_state(tmp_path: Pa
             phases = [(i.get("status") or {}).get("phase") for i in items]
             return len(items) == 5 and phases.count("Ready") >= 4
 
-        wait_for(brokers_ready, 20)
+        until_sync(brokers_ready, 20, every=0.2, what="brokers Ready")
         mine = {
             "apiVersion": "platform.company.com/v1",
             "kind": "Database",
@@ -90,12 +86,13 @@ def test_dev_runs_everything_and_another_terminal_can_use_the_state(tmp_path: Pa
             status = json.loads(got.stdout).get("status") or {} if got.returncode == 0 else {}
             return status.get("phase") == "Ready"
 
-        wait_for(mine_ready, 20)
+        until_sync(mine_ready, 20, every=0.2, what="the applied Database Ready")
         got = json.loads(
             kidp("get", "db", "from-another-terminal", "--state", str(state), "-o", "json").stdout
         )
         assert got["status"]["brokerRef"]["name"] == "dev-aws-us-west-2"
         assert got["status"]["deploymentId"] and got["status"]["endpoint"]
+        dev.send_signal(signal.SIGTERM)
         out, _ = dev.communicate(timeout=60)
     finally:
         if dev.poll() is None:

@@ -65,6 +65,7 @@ def _to_json_schema(node: Any) -> Any:
             continue
         else:
             out[key] = value
+    _exclusive_bounds(out)
     bounds = (
         _INTEGER_FORMATS.get(str(node.get("format"))) if node.get("type") == "integer" else None
     )
@@ -85,6 +86,14 @@ def _to_json_schema(node: Any) -> Any:
     if closed:
         out["additionalProperties"] = False
     return out
+
+
+def _exclusive_bounds(schema: dict[str, Any]) -> None:
+    """OpenAPI 3.0 (a CRD) marks `minimum`/`maximum` exclusive with a boolean
+    `exclusiveMinimum`/`exclusiveMaximum`; JSON Schema draft 7 holds the bound there."""
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(schema.get(flag), bool) and schema.pop(flag) and bound in schema:
+            schema[flag] = schema.pop(bound)
 
 
 def _is_integer(checker: Any, instance: Any) -> bool:
@@ -149,10 +158,14 @@ def _describe(error: Any) -> tuple[list[str | int], str]:
     if kind == "pattern":
         hint = f" ({_must_sentence(allowed)})" if allowed else ""
         return path, f"{_show(instance)} must match {error.validator_value}{hint}"
-    if kind in ("minimum", "exclusiveMinimum"):
+    if kind == "minimum":
         return path, f"{_show(instance)} is below the minimum {error.validator_value}"
-    if kind in ("maximum", "exclusiveMaximum"):
+    if kind == "exclusiveMinimum":
+        return path, f"{_show(instance)} must be above {error.validator_value}"
+    if kind == "maximum":
         return path, f"{_show(instance)} is above the maximum {error.validator_value}"
+    if kind == "exclusiveMaximum":
+        return path, f"{_show(instance)} must be below {error.validator_value}"
     if kind == "type":
         got = type(instance).__name__.replace("NoneType", "null").replace("dict", "object")
         got = got.replace("list", "array").replace("str", "string").replace("bool", "boolean")

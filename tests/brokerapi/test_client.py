@@ -23,7 +23,8 @@ from kidp_ops.brokerapi.client import (
 from kidp_ops.brokerapi.models import DeprovisionRequest, ProvisionRequest
 from kidp_ops.simbroker.knobs import Knobs
 from kidp_ops.simbroker.server import RunningBroker, running_broker
-from tests.simbroker.conftest import fast_config, wait_for
+from tests.simbroker.conftest import fast_config
+from tests.support.waiting import until
 
 
 def _request(request_id: str = "uid-1") -> ProvisionRequest:
@@ -85,7 +86,7 @@ async def test_provision_status_resources_deprovision(client: BrokerClient) -> N
     async def ready() -> bool:
         return (await client.status(accepted.deployment_id)).phase == "Ready"
 
-    await wait_for(ready)
+    await until(ready, timeout=2.0)
     listed = await client.resources("team-payments")
     assert [r.deployment_id for r in listed.resources] == [accepted.deployment_id]
     assert (await client.resources("elsewhere")).total == 0

@@ -260,15 +260,20 @@ async def test_watch_filters_namespace(cluster: Cluster) -> None:
 
 async def test_watch_picks_up_later_writes(cluster: Cluster) -> None:
     start = (await cluster.list(BROKERS)).resource_version
+    seen: list[str] = []
 
-    async def write_later() -> None:
-        await asyncio.sleep(0.2)  # let the watch go idle first: this tests wake-up
-        await cluster.create(broker_manifest("late"))
+    async def run() -> WatchEvent:
+        async for event in cluster.watch(BROKERS, resource_version=start):
+            seen.append(event.type)
+            if event.type != "BOOKMARK":
+                return event
+            if len(seen) == 1:  # a bookmark: the watch went idle, so this tests wake-up
+                await cluster.create(broker_manifest("late"))
+        raise AssertionError("the watch ended")
 
-    writer = asyncio.create_task(write_later())
-    events = await collect(cluster, start, count=1)
-    await writer
-    assert events[0].object["metadata"]["name"] == "late"
+    event = await asyncio.wait_for(run(), 5)
+    assert seen == ["BOOKMARK", "ADDED"]
+    assert event.object["metadata"]["name"] == "late"
 
 
 async def test_watch_times_out_and_bookmarks(cluster: Cluster) -> None:

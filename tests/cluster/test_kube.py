@@ -8,7 +8,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from kidp_ops.cluster.kube import KubeCluster
 from kidp_ops.cluster.kube_errors import error_from_status
 from tests.conftest import broker_manifest
 from tests.support.kubeserver import RunningApiServer, running_apiserver, write_kubeconfig
+from tests.support.waiting import until
 
 NS = "kidp-system"
 WATCH_THREAD = "kidp-kube-watch-"
@@ -72,13 +73,6 @@ async def kube(server: RunningApiServer[CountingCluster]) -> AsyncIterator[KubeC
 
 def watch_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(WATCH_THREAD)]
-
-
-async def poll(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # --- connecting ------------------------------------------------------------------------------
@@ -228,11 +222,11 @@ async def test_aclose_stops_an_idle_watch_thread(
     step = asyncio.ensure_future(anext(events))
     # The server is watching, so the thread has its response and reads (or soon will):
     # only a socket shutdown can wake it, as no event or bookmark will come for an hour.
-    await poll(lambda: server.cluster.watch_calls == 1 and len(watch_threads()) == 1)
+    await until(lambda: server.cluster.watch_calls == 1 and len(watch_threads()) == 1)
     step.cancel()
     await asyncio.wait({step})
     await events.aclose()  # type: ignore[attr-defined]
-    await poll(lambda: not watch_threads(), seconds=2)
+    await until(lambda: not watch_threads(), timeout=2)
 
 
 async def test_breaking_out_of_the_loop_stops_the_thread(kube: KubeCluster) -> None:
@@ -241,14 +235,14 @@ async def test_breaking_out_of_the_loop_stops_the_thread(kube: KubeCluster) -> N
     async for event in kube.watch(BROKERS, resource_version=head):
         assert event.object["metadata"]["name"] == "b1"
         break
-    await poll(lambda: not watch_threads(), seconds=2)
+    await until(lambda: not watch_threads(), timeout=2)
 
 
 async def test_close_joins_every_watch_thread(kube: KubeCluster) -> None:
     head = (await kube.list(BROKERS)).resource_version
     watches = [kube.watch(BROKERS, resource_version=head) for _ in range(3)]
     steps = [asyncio.ensure_future(anext(w)) for w in watches]
-    await poll(lambda: len(watch_threads()) == 3)
+    await until(lambda: len(watch_threads()) == 3)
     await kube.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("kidp-kube")]
     outcomes = await asyncio.gather(*steps, return_exceptions=True)
@@ -267,7 +261,7 @@ async def test_watch_reconnects_from_its_last_version(
     events = kube.watch(BROKERS, resource_version=head)
     await kube.create(broker_manifest("b1"))
     first = await asyncio.wait_for(anext(events), 5)
-    await poll(lambda: server.cluster.watch_calls >= 2)  # a second segment has begun
+    await until(lambda: server.cluster.watch_calls >= 2)  # a second segment has begun
     await kube.create(broker_manifest("b2"))
     second = await asyncio.wait_for(anext(events), 5)
     await events.aclose()  # type: ignore[attr-defined]

@@ -1,6 +1,8 @@
 """A controller process for test_shutdown: queue + workers + leader election on an embedded
-store. It reconciles one key (printing `started` / `finished` / `cancelled`), and stops
-gracefully on SIGTERM. Run: python sigterm_child.py STATE_DIR WORK_SECONDS GRACE_SECONDS"""
+store. It reconciles one key (printing `started` / `finished` / `cancelled`): the reconcile
+runs until the stop is requested and WORK_SECONDS more, so the signal always lands in the
+middle of it. It stops gracefully on SIGTERM.
+Run: python sigterm_child.py STATE_DIR WORK_SECONDS GRACE_SECONDS"""
 
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ def say(*words: str) -> None:
 async def main(state_dir: str, work_seconds: float, grace: float) -> None:
     cluster = await EmbeddedCluster.open(state_dir, install_crds=False)
     try:
+        stop = asyncio.Event()
 
         async def reconcile(key: str) -> Result:
             say("started", key)
             try:
-                await asyncio.sleep(work_seconds)
+                await stop.wait()
+                await asyncio.sleep(work_seconds)  # the work left when the signal came
             except asyncio.CancelledError:
                 say("cancelled", key)
                 raise
@@ -46,7 +50,6 @@ async def main(state_dir: str, work_seconds: float, grace: float) -> None:
             renew_deadline=2,
             retry_period=0.2,
         )
-        stop = asyncio.Event()
         with stop_on_signals(stop):
             graceful = await run_until_stopped(
                 term_of(pool), stop=stop, elector=elector, grace=grace

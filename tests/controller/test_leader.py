@@ -1,7 +1,9 @@
 """Leader election on a Lease, against every Cluster adapter (`target`), plus its pure core.
 
-Times are small real ones (lease 1 s, renew deadline 0.5 s, retry 0.15 s); every wait is a
-poll with a deadline, and the assertions on timing leave wide margins.
+The retry period is a small real one (0.15 s: the elector sleeps it between attempts); the
+lease duration (1 s) and renew deadline (0.5 s) are judged on a `ManualClock` wherever a test
+is about them, so "not yet" is asserted after an attempt that was seen to happen at a known
+time, and "now" follows a move of the clock. Every wait is a poll with a deadline.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +38,9 @@ from kidp_ops.controller.leader import (
     observed_since,
     released_record,
 )
+from tests.support.clocks import ManualClock
 from tests.support.targets import Target, target
+from tests.support.waiting import until
 
 __all__ = ["target"]
 
@@ -44,13 +48,6 @@ NAME, NS = "kidp-ops", "kidp-system"
 LEASE, RENEW, RETRY = 1.0, 0.5, 0.15
 DEADLINE = 10.0
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def lease_spec(cluster: Cluster) -> dict[str, Any]:
@@ -120,22 +117,31 @@ async def candidates() -> AsyncIterator[Callable[..., Candidate]]:
 
 
 class Wrapped(Cluster):
-    """A real cluster behind hooks: it can be `down`, or run `before_create` /
-    `before_replace` once (to let a rival write first)."""
+    """A real cluster behind hooks: it can be `down` (counting the calls it `refused`), or
+    run `before_create` / `before_replace` once (to let a rival write first). `reads` are
+    the lease records its elector got, in order; `writes` counts its creates and replaces,
+    counted on entry: an elector that finds the lease free writes in the same step as the
+    read, so a read followed by no write is a decision to leave the lease alone."""
 
     def __init__(self, inner: Cluster) -> None:
         self.inner = inner
         self.down = False
+        self.refused = 0
+        self.reads: list[LeaseRecord] = []
+        self.writes = 0
         self.before_create: Callable[[], Any] | None = None
         self.before_replace: Callable[[], Any] | None = None
 
     def _check(self) -> None:
         if self.down:
+            self.refused += 1
             raise Unavailable("the API server is down (test)")
 
     async def get(self, kind: ResourceKind, name: str, *, namespace: str | None = None) -> Manifest:
         self._check()
-        return await self.inner.get(kind, name, namespace=namespace)
+        got = await self.inner.get(kind, name, namespace=namespace)
+        self.reads.append(LeaseRecord.from_spec(got.get("spec")))
+        return got
 
     async def list(self, kind: ResourceKind, **kw: Any) -> ObjectList:
         self._check()
@@ -145,6 +151,7 @@ class Wrapped(Cluster):
         return self.inner.watch(kind, **kw)
 
     async def create(self, manifest: Manifest) -> Manifest:
+        self.writes += 1
         self._check()
         hook, self.before_create = self.before_create, None
         if hook is not None:
@@ -152,6 +159,7 @@ class Wrapped(Cluster):
         return await self.inner.create(manifest)
 
     async def replace(self, manifest: Manifest) -> Manifest:
+        self.writes += 1
         self._check()
         hook, self.before_replace = self.before_replace, None
         if hook is not None:
@@ -169,6 +177,35 @@ class Wrapped(Cluster):
     async def delete(self, *a: Any, **kw: Any) -> Manifest | None:
         self._check()
         return await self.inner.delete(*a, **kw)
+
+
+def renewals(reads: Sequence[LeaseRecord], holder: str) -> int:
+    """How many different records of `holder` were read (each renewal is one)."""
+    return len({read.renew_time for read in reads if read.holder == holder})
+
+
+async def a_new_renewal(seen: Wrapped, holder: str) -> None:
+    """Wait until the elector behind `seen` reads a renewal by `holder` it had not seen."""
+    count = renewals(seen.reads, holder)
+    await until(lambda: renewals(seen.reads, holder) > count)
+
+
+async def settled(seen: Wrapped) -> LeaseRecord:
+    """Wait until the elector behind `seen` reads one record twice in a row, both reads
+    from now on, and leaves it alone: no write is on its way any more, and that record is
+    the one it observes (since the clock's present time, when the clock has not moved)."""
+    start, writes = len(seen.reads), seen.writes
+    await until(lambda: len(seen.reads) >= start + 2 and seen.reads[-1] == seen.reads[-2])
+    assert seen.writes == writes, "the elector tried to take the lease"
+    return seen.reads[-1]
+
+
+async def left_alone(seen: Wrapped) -> None:
+    """Wait until the elector behind `seen` reads the lease once more; it must not try to
+    take it (it would write in the same step as the read)."""
+    reads, writes = len(seen.reads), seen.writes
+    await until(lambda: len(seen.reads) > reads)
+    assert seen.writes == writes, "the elector tried to take the lease"
 
 
 # --- the pure core --------------------------------------------------------------------
@@ -237,16 +274,23 @@ def test_default_identities_are_unique() -> None:
 
 
 async def test_exactly_one_of_two_leads(target: Target, candidates: Any) -> None:
-    a = candidates(target.cluster, "a").start()
-    b = candidates(target.cluster, "b").start()
-    await eventually(lambda: a.leading or b.leading)
+    clock = ManualClock()
+    views = {name: Wrapped(target.cluster) for name in "ab"}
+    a = candidates(views["a"], "a", clock=clock).start()
+    b = candidates(views["b"], "b", clock=clock).start()
+    await until(lambda: a.leading or b.leading)
     leader, other = (a, b) if a.leading else (b, a)
     assert leader.elector.is_leader and not other.elector.is_leader
-    deadline = time.monotonic() + 1.5 * LEASE  # several renewals and expiry checks
-    while time.monotonic() < deadline:
-        assert not other.leading and leader.leading
-        await asyncio.sleep(0.02)
-    assert other.elector.leader == leader.identity
+    # Each time the other has seen a new renewal, 0.6 of a lease passes: 1.2 leases in all,
+    # so only the renewals it saw keep it from taking over.
+    seen = views[other.identity]
+    await until(lambda: other.elector.leader == leader.identity)  # it read the lease held
+    writes = seen.writes
+    for _ in range(2):
+        await a_new_renewal(seen, leader.identity)
+        clock.advance(0.6 * LEASE)
+    await left_alone(seen)
+    assert seen.writes == writes and other.started_at is None and leader.leading
     spec = await lease_spec(target.cluster)
     assert spec["holderIdentity"] == leader.identity
     assert spec["leaseDurationSeconds"] == 1
@@ -266,10 +310,13 @@ async def test_renewals_keep_acquire_time(target: Target, candidates: Any) -> No
     a = candidates(target.cluster, "a").start()
     await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)
     created = await lease_spec(target.cluster)
-    deadline = time.monotonic() + DEADLINE
-    while (renewed := await lease_spec(target.cluster))["renewTime"] == created["renewTime"]:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    renewed: dict[str, Any] = {}
+
+    async def renewal() -> bool:
+        renewed.update(await lease_spec(target.cluster))
+        return bool(renewed["renewTime"] != created["renewTime"])
+
+    await until(renewal, DEADLINE, every=0.02, what="a renewal")
     assert renewed["acquireTime"] == created["acquireTime"]
     assert renewed["renewTime"] > created["renewTime"]
     assert renewed["leaseTransitions"] == 0
@@ -278,24 +325,25 @@ async def test_renewals_keep_acquire_time(target: Target, candidates: Any) -> No
 async def test_release_hands_over_promptly_and_counts_transitions(
     target: Target, candidates: Any
 ) -> None:
+    frozen = ManualClock()  # never moves: b and a2 can only take a released lease
     a = candidates(target.cluster, "a").start()
     await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)
-    b = candidates(target.cluster, "b").start()
-    await eventually(lambda: b.elector.leader == "a")  # b watches a hold it
+    b = candidates(target.cluster, "b", clock=frozen).start()
+    await until(lambda: b.elector.leader == "a")  # b watches a hold it
 
     a.finish.set()  # a's work ends: a releases the lease
     await asyncio.wait_for(a.task, DEADLINE)
     assert not a.elector.is_leader and a.stopped_leading_calls == 1
-    await eventually(lambda: b.leading)
+    await until(lambda: b.leading)
     assert a.stopped_at is not None and b.started_at is not None
-    assert b.started_at - a.stopped_at < 0.6 * LEASE  # at b's next retry, not at expiry
+    assert b.started_at > a.stopped_at
     spec = await lease_spec(target.cluster)
     assert spec["holderIdentity"] == "b"
     assert spec["leaseTransitions"] == 1
 
-    a2 = candidates(target.cluster, "a").start()
+    a2 = candidates(target.cluster, "a", clock=frozen).start()
     await b.stop()  # cancelled with release_on_cancel: released as well
-    await eventually(lambda: a2.leading)
+    await until(lambda: a2.leading)
     spec = await lease_spec(target.cluster)
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("a", 2)
 
@@ -340,19 +388,20 @@ async def test_release_survives_a_late_write_of_its_own_renewal(
 async def test_a_killed_leader_is_replaced_after_the_lease_expires(
     target: Target, candidates: Any
 ) -> None:
+    clock = ManualClock()
     a = candidates(target.cluster, "a", release_on_cancel=False).start()
     await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)
-    b = candidates(target.cluster, "b").start()
-    await eventually(lambda: b.elector.leader == "a")
-    await asyncio.sleep(2 * RETRY)  # a renews a couple of times while b watches
+    seen = Wrapped(target.cluster)
+    b = candidates(seen, "b", clock=clock).start()
+    await until(lambda: renewals(seen.reads, "a") >= 2)  # b watches a renew
 
-    killed = time.monotonic()
     await a.stop()  # no release: a simply stops renewing, like a crashed process
-    assert (await lease_spec(target.cluster))["holderIdentity"] == "a"
-    await eventually(lambda: b.leading)
-    assert b.started_at is not None
-    takeover = b.started_at - killed
-    assert 0.5 * LEASE <= takeover <= 2.5 * LEASE, takeover
+    assert (await settled(seen)).holder == "a"  # b observes a's last record at 1000
+    clock.advance(LEASE / 2)
+    await left_alone(seen)
+    assert not b.leading  # half a lease after the last change b saw: not expired
+    clock.advance(LEASE / 2)
+    await until(lambda: b.leading)  # a whole lease: expired
     spec = await lease_spec(target.cluster)
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("b", 1)
 
@@ -360,22 +409,28 @@ async def test_a_killed_leader_is_replaced_after_the_lease_expires(
 async def test_an_unreachable_cluster_ends_the_leadership_before_another_starts(
     target: Target, candidates: Any
 ) -> None:
+    clock = ManualClock()
     flaky = Wrapped(target.cluster)
-    a = candidates(flaky, "a").start()
+    a = candidates(flaky, "a", clock=clock).start()
     await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)
-    b = candidates(target.cluster, "b").start()
-    await eventually(lambda: b.elector.leader == "a")
+    seen = Wrapped(target.cluster)
+    b = candidates(seen, "b", clock=clock).start()
+    await until(lambda: b.elector.leader == "a")
 
     flaky.down = True
-    outage = time.monotonic()
+    assert (await settled(seen)).holder == "a"  # b observes a's last record at 1000
+    await until(lambda: flaky.refused >= 2)
+    assert a.leading  # a renew round retries until its deadline, which has not come
+    clock.advance(RENEW)
     assert a.task is not None
     with pytest.raises(LeadershipLost):
         await asyncio.wait_for(a.task, DEADLINE)
-    lost = time.monotonic() - outage
-    assert 0.8 * RENEW <= lost <= RENEW + RETRY + 0.5, lost
     assert a.stopped_at is not None and not a.elector.is_leader
     assert a.stopped_leading_calls == 1
-    await eventually(lambda: b.leading)
+    await left_alone(seen)
+    assert not b.leading  # the lease b saw last has not expired yet
+    clock.advance(LEASE - RENEW)
+    await until(lambda: b.leading)
     assert b.started_at is not None and b.started_at > a.stopped_at  # never two leaders
 
 
@@ -402,14 +457,15 @@ async def test_losing_a_replace_race_is_retried(target: Target, candidates: Any)
         )
         await cluster.replace({**current, "spec": rival.to_spec()})
 
+    clock = ManualClock()
     racing = Wrapped(cluster)
     racing.before_replace = rival_takes_it
-    started = time.monotonic()
-    a = candidates(racing, "a").start()
-    await eventually(lambda: a.elector.leader == "rival")  # a lost the race and saw why
-    assert not a.elector.is_leader
-    await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)  # the rival never renews
-    assert time.monotonic() - started >= 0.5 * LEASE
+    a = candidates(racing, "a", clock=clock).start()
+    await until(lambda: a.elector.leader == "rival")  # a lost the race and saw why
+    assert (await settled(racing)).holder == "rival"
+    assert not a.elector.is_leader  # the rival's lease has not expired: a waits
+    clock.advance(LEASE)
+    await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)  # the rival never renewed
     spec = await lease_spec(cluster)
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("a", 6)
 
@@ -430,10 +486,14 @@ async def test_losing_a_create_race_is_retried(target: Target, candidates: Any) 
             }
         )
 
+    clock = ManualClock()
     racing = Wrapped(cluster)
     racing.before_create = rival_creates_it
-    a = candidates(racing, "a").start()
-    await eventually(lambda: a.elector.leader == "rival")
+    a = candidates(racing, "a", clock=clock).start()
+    await until(lambda: a.elector.leader == "rival")
+    assert (await settled(racing)).holder == "rival"
+    assert not a.elector.is_leader
+    clock.advance(LEASE)
     await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)
     spec = await lease_spec(cluster)
     assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("a", 1)
@@ -457,7 +517,7 @@ async def test_cancelling_a_campaign_leaves_the_lease_alone(
     a = candidates(target.cluster, "a").start()
     await asyncio.wait_for(a.elector.wait_leader(), DEADLINE)
     b = candidates(target.cluster, "b").start()
-    await eventually(lambda: b.elector.leader == "a")
+    await until(lambda: b.elector.leader == "a")
     before = await target.cluster.get(LEASES, NAME, namespace=NS)
     await b.stop()
     assert b.stopped_leading_calls == 0 and b.started_at is None

@@ -17,19 +17,10 @@ from kidp_ops.controller.queue import (
     backoff_delay,
     run_workers,
 )
+from tests.support.clocks import ManualClock
+from tests.support.waiting import until
 
 DEADLINE = 5.0
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def drain(queue: WorkQueue[str]) -> list[str]:
@@ -42,13 +33,6 @@ def drain(queue: WorkQueue[str]) -> list[str]:
             return keys
         keys.append(key)
         queue.done(key)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 # --- pure backoff ---------------------------------------------------------------------
@@ -252,11 +236,11 @@ async def test_concurrency_is_bounded_by_workers() -> None:
     task = asyncio.create_task(pool.run())
     for i in range(10):
         queue.add(f"k{i}")
-    await eventually(lambda: len(reconcile.running) == 3)
+    await until(lambda: len(reconcile.running) == 3)
     assert pool.in_flight == reconcile.running
     assert queue.depth == 7
     reconcile.gate.set()
-    await eventually(lambda: pool.reconciles == 10)
+    await until(lambda: pool.reconciles == 10)
     assert reconcile.max_running == 3
     assert sorted(reconcile.calls) == sorted(f"k{i}" for i in range(10))
     assert await stopped(pool, task)
@@ -269,14 +253,16 @@ async def test_one_key_never_runs_twice_at_once() -> None:
     pool = WorkerPool(queue, reconcile, workers=4)
     task = asyncio.create_task(pool.run())
     queue.add("a")
-    await eventually(lambda: reconcile.running == {"a"})
+    await until(lambda: reconcile.running == {"a"})
     for _ in range(5):
         queue.add("a")  # while "a" runs: marked dirty, one more run afterwards
-    await asyncio.sleep(0.02)  # idle workers had the chance to take "a" twice
-    assert reconcile.calls == ["a"]
+    queue.add("b")
+    # An idle worker took "b", queued after the adds: a ready "a" would have come first.
+    await until(lambda: "b" in reconcile.running)
+    assert reconcile.calls == ["a", "b"]
     reconcile.gate.set()
-    await eventually(lambda: pool.reconciles == 2)
-    assert reconcile.calls == ["a", "a"]
+    await until(lambda: pool.reconciles == 3)
+    assert reconcile.calls == ["a", "b", "a"]
     assert reconcile.overlap == []
     assert await stopped(pool, task)
 
@@ -291,7 +277,7 @@ async def test_errors_retry_with_backoff_and_success_forgets() -> None:
     pool = WorkerPool(queue, reconcile, workers=2)
     task = asyncio.create_task(pool.run())
     queue.add("a")
-    await eventually(lambda: pool.reconciles == 3)
+    await until(lambda: pool.reconciles == 3)
     assert pool.failures == 2
     assert queue.num_requeues("a") == 0  # forgotten after the success
     assert await stopped(pool, task)
@@ -311,30 +297,29 @@ async def test_requeue_after_and_requeue_results() -> None:
     task = asyncio.create_task(pool.run())
     queue.add("periodic")
     queue.add("again")
-    await eventually(lambda: pool.reconciles == 5)
-    await asyncio.sleep(0.05)  # nothing more is scheduled
+    await until(lambda: pool.reconciles == 5 and not pool.in_flight)
+    # Nothing is running, ready or delayed: no run can follow without a new add.
+    assert (queue.depth, queue.delayed, queue.processing) == (0, 0, frozenset())
     assert sorted(reconcile.calls) == ["again", "again", "periodic", "periodic", "periodic"]
     assert pool.failures == 0
-    assert queue.delayed == 0
     assert await stopped(pool, task)
 
 
 async def test_stop_waits_for_in_flight_reconciles_within_grace() -> None:
     queue: WorkQueue[str] = WorkQueue()
-    finished: list[str] = []
-
-    async def slow(key: str) -> None:
-        await asyncio.sleep(0.1)
-        finished.append(key)
-
-    pool = WorkerPool(queue, slow, workers=2)
+    reconcile = Recorder()
+    reconcile.gate.clear()
+    pool = WorkerPool(queue, reconcile, workers=2)
     task = asyncio.create_task(pool.run())
     queue.add("a")
     queue.add("b")
     queue.add("c")  # waits: not started before the stop
-    await eventually(lambda: len(pool.in_flight) == 2)
-    assert await stopped(pool, task, grace=5.0)
-    assert sorted(finished) == ["a", "b"]
+    await until(lambda: len(pool.in_flight) == 2)
+    stopping = asyncio.create_task(stopped(pool, task, grace=5.0))
+    await until(lambda: queue.shutting_down)
+    reconcile.gate.set()  # the reconciles in flight finish after the stop began
+    assert await asyncio.wait_for(stopping, DEADLINE)
+    assert sorted(reconcile.calls) == ["a", "b"] and pool.reconciles == 2
 
 
 async def test_stop_cancels_what_outlives_the_grace_period() -> None:
@@ -343,7 +328,7 @@ async def test_stop_cancels_what_outlives_the_grace_period() -> None:
 
     async def stuck(key: str) -> None:
         try:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # never set
         except asyncio.CancelledError:
             cancelled.append(key)
             raise
@@ -351,7 +336,7 @@ async def test_stop_cancels_what_outlives_the_grace_period() -> None:
     pool = WorkerPool(queue, stuck, workers=1)
     task = asyncio.create_task(pool.run())
     queue.add("a")
-    await eventually(lambda: pool.in_flight == {"a"})
+    await until(lambda: pool.in_flight == {"a"})
     started = time.monotonic()
     assert not await stopped(pool, task, grace=0.05)
     assert time.monotonic() - started < 2.0

@@ -20,6 +20,7 @@ from kidp_ops.controller.leader import LeaderElector
 from kidp_ops.controller.queue import WorkerPool, WorkQueue
 from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals, term_of
 from tests.conftest import REPO
+from tests.support.waiting import until
 
 CHILD = Path(__file__).with_name("sigterm_child.py")
 KEY = "kidp-system/db1"
@@ -32,6 +33,7 @@ class Child:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.lines: list[str] = []
+        self.log: list[str] = []  # stderr lines read so far
 
     async def wait_for_line(self, wanted: str) -> None:
         assert self.process.stdout is not None
@@ -43,10 +45,19 @@ class Child:
             assert line, f"the process ended before {wanted!r}: {self.lines}"
             self.lines.append(line.decode().strip())
 
+    async def wait_for_log(self, wanted: str) -> None:
+        """Read the child's log (stderr) until a line contains `wanted`."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(DEADLINE):
+            while not any(wanted in line for line in self.log):
+                line = await self.process.stderr.readline()
+                assert line, f"the process ended before {wanted!r}: {self.log}"
+                self.log.append(line.decode())
+
     async def exit_code(self) -> int:
         stdout, stderr = await asyncio.wait_for(self.process.communicate(), DEADLINE)
         self.lines += stdout.decode().split()
-        self.stderr = stderr.decode()
+        self.stderr = "".join(self.log) + stderr.decode()
         assert self.process.returncode is not None
         return self.process.returncode
 
@@ -86,7 +97,7 @@ async def lease_holder(state: Path) -> str:
 
 
 async def test_sigterm_lets_the_reconcile_finish_and_releases_the_lease(tmp_path: Path) -> None:
-    async with child(tmp_path, work=1.0, grace=20) as proc:
+    async with child(tmp_path, work=0.1, grace=20) as proc:
         await proc.wait_for_line(f"started {KEY}")
         assert await lease_holder(tmp_path) == "child"
         proc.process.send_signal(signal.SIGTERM)
@@ -114,8 +125,8 @@ async def test_a_second_signal_stops_at_once_and_still_releases(tmp_path: Path) 
     async with child(tmp_path, work=600, grace=600) as proc:
         await proc.wait_for_line(f"started {KEY}")
         proc.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)  # the first signal is handled: waiting out the grace
-        assert proc.process.returncode is None
+        await proc.wait_for_log("SIGTERM received: finishing in-flight work")
+        assert proc.process.returncode is None  # waiting out the grace
         proc.process.send_signal(signal.SIGINT)
         code = await proc.exit_code()
     assert code == 130, proc.stderr
@@ -201,10 +212,7 @@ async def test_a_stop_while_campaigning_returns_at_once(cluster: Cluster) -> Non
                 term_of(WorkerPool(queue, never, workers=1)), stop=stop, elector=follower, grace=1
             )
         )
-        deadline = time.monotonic() + DEADLINE
-        while follower.leader != "holder":  # the follower campaigns and sees the holder
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await until(lambda: follower.leader == "holder", DEADLINE)  # it campaigns, sees the holder
         stop.set()
         assert await asyncio.wait_for(runner, 2.0)
         lease = await cluster.get(LEASES, "kidp-ops", namespace="kidp-system")

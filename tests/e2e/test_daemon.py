@@ -428,7 +428,11 @@ async def test_a_second_sigterm_stops_at_once_and_still_frees_the_lease(rig: Rig
 
     await rig.eventually(provisioning, "in-flight selected (the provision call hangs)")
     daemon.signal(signal.SIGTERM)
-    await asyncio.sleep(0.5)
+
+    async def first_signal_handled() -> bool:
+        return "SIGTERM received: finishing in-flight work" in daemon.output()
+
+    await rig.eventually(first_signal_handled, "the first SIGTERM handled")
     assert daemon.running, "the first SIGTERM waits for the reconcile in flight"
     daemon.signal(signal.SIGTERM)
     assert await daemon.wait_exit(5) == 130, daemon.tail()

@@ -110,14 +110,3 @@ def provision_body(request_id: str = "uid-1", **overrides: Any) -> dict[str, Any
     }
     body.update(overrides)
     return body
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 2.0, every: float = 0.02
-) -> None:
-    """Poll `check` until it is true; fail the test at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(every)

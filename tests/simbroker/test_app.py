@@ -13,7 +13,8 @@ import pytest
 from kidp_ops.simbroker.config import BrokerConfig
 from kidp_ops.simbroker.knobs import Knobs, parse_health_mode
 from kidp_ops.simbroker.server import RunningBroker, running_broker
-from tests.simbroker.conftest import StartBroker, fast_config, provision_body, wait_for
+from tests.simbroker.conftest import StartBroker, fast_config, provision_body
+from tests.support.waiting import until
 
 HEALTH_KEYS = {
     "status",
@@ -104,7 +105,7 @@ async def test_hang_mode_holds_only_that_request(
     async def held() -> bool:
         return broker.simulation.hanging == 1
 
-    await wait_for(held)
+    await until(held)
     other = await http.get(f"{broker.url}/v1/resources", timeout=1.0)  # not blocked
     assert other.status_code == 200
     assert (await http.get(f"{broker.url}/readiness", timeout=1.0)).status_code == 200
@@ -114,7 +115,7 @@ async def test_hang_mode_holds_only_that_request(
     async def released() -> bool:  # the broker notices that the client gave up
         return broker.simulation.hanging == 0
 
-    await wait_for(released)
+    await until(released)
 
 
 async def test_hang_mode_ends_when_the_broker_stops() -> None:
@@ -125,7 +126,7 @@ async def test_hang_mode_ends_when_the_broker_stops() -> None:
             fast_config(knobs=Knobs(health_mode=parse_health_mode("hang")))
         ) as b:
             hanging = asyncio.create_task(http.get(f"{b.url}/health"))
-            await asyncio.sleep(0.1)
+            await until(lambda: b.simulation.hanging == 1)
             started = loop.time()
         assert loop.time() - started < 1.5
         assert (await hanging).status_code == 503
@@ -143,7 +144,7 @@ async def test_flap_mode_alternates_on_the_servers_clock(
             seen.append(code)
         return seen[:3] == [200, 503, 200]
 
-    await wait_for(saw_both_and_back, timeout=1.5, every=0.03)
+    await until(saw_both_and_back, timeout=1.5, every=0.03)
 
 
 # --- provision / deprovision / status / resources -------------------------------------------
@@ -231,7 +232,7 @@ async def test_status_and_resources_follow_the_lifecycle(
         answer = await http.get(f"{url}/v1/status", params={"deploymentId": deployment_id})
         return bool(answer.json()["phase"] == "Ready")
 
-    await wait_for(ready)
+    await until(ready)
     listed = (await http.get(f"{url}/v1/resources", params={"namespace": "team-payments"})).json()
     assert listed["total"] == 1
     item = listed["resources"][0]
@@ -274,7 +275,7 @@ async def test_deprovision_removes_the_deployment(
     async def removed() -> bool:
         return (await http.get(f"{url}/v1/status", params=params)).status_code == 404
 
-    await wait_for(removed)
+    await until(removed)
     listed = (await http.get(f"{url}/v1/resources")).json()
     assert (listed["resources"], listed["total"]) == ([], 0)
 
@@ -304,7 +305,7 @@ async def test_failure_rate_one_fails_every_provisioning(
         answer = await http.get(f"{b.url}/v1/status", params={"deploymentId": deployment_id})
         return bool(answer.json()["phase"] == "Failed")
 
-    await wait_for(failed)
+    await until(failed)
     health = (await http.get(f"{b.url}/health")).json()
     assert (health["failedDeployments"], health["activeDeployments"]) == (1, 0)
 
@@ -322,7 +323,7 @@ async def test_the_seed_makes_failures_repeatable(
             items = (await http.get(f"{b.url}/v1/resources")).json()["resources"]
             return all(item["phase"] in ("Ready", "Failed") for item in items)
 
-        await wait_for(settled)
+        await until(settled)
         items = (await http.get(f"{b.url}/v1/resources")).json()["resources"]
         outcomes.append([(i["requestId"], i["phase"]) for i in items])
     assert outcomes[0] == outcomes[1]

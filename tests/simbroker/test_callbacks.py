@@ -12,7 +12,8 @@ from kidp_ops.brokerapi import signing
 from kidp_ops.brokerapi.models import CallbackPayload
 from kidp_ops.simbroker.knobs import Knobs
 from kidp_ops.simbroker.server import RunningBroker
-from tests.simbroker.conftest import Receiver, StartBroker, provision_body, wait_for
+from tests.simbroker.conftest import Receiver, StartBroker, provision_body
+from tests.support.waiting import until
 
 
 async def _provision(http: httpx.AsyncClient, broker: RunningBroker, **body: Any) -> str:
@@ -124,7 +125,7 @@ async def test_callbacks_are_retried_after_server_errors(
     async def recorded() -> bool:
         return bool(broker.simulation.sender and broker.simulation.sender.recent)
 
-    await wait_for(recorded)
+    await until(recorded)
     assert broker.simulation.sender is not None
     delivery = broker.simulation.sender.recent[-1]
     assert (delivery.delivered, delivery.attempts, delivery.last_status) == (True, 3, 200)
@@ -142,7 +143,7 @@ async def test_a_rejected_callback_is_not_retried(
     async def recorded() -> bool:
         return bool(sender.recent)
 
-    await wait_for(recorded)
+    await until(recorded)
     assert (sender.recent[-1].delivered, sender.recent[-1].attempts) == (False, 1)
     assert receiver.queue.empty()
 
@@ -160,7 +161,7 @@ async def test_an_unreachable_receiver_gives_up_and_the_broker_keeps_serving(
     async def gave_up() -> bool:
         return bool(sender.recent)
 
-    await wait_for(gave_up)
+    await until(gave_up)
     delivery = sender.recent[-1]
     assert (delivery.delivered, delivery.attempts, delivery.last_status) == (False, 3, None)
     assert "Connect" in delivery.error

@@ -16,6 +16,7 @@ from kidp_ops.simbroker.knobs import (
 )
 from kidp_ops.simbroker.simulation import AtCapacity, Simulation, deployment_id_for
 from kidp_ops.times import go_duration
+from tests.support.clocks import ManualClock
 
 
 @pytest.mark.parametrize("text", ["healthy", "degraded", "fail", "hang", "garbage", "huge"])
@@ -110,23 +111,15 @@ def test_config_repr_hides_secrets() -> None:
 # --- the simulation on a fake clock (no server, no sleeping) -------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_flap_uses_the_simulations_clock_from_when_it_was_set() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     sim = Simulation(name="ns/b", clock=clock)
-    clock.now += 7
+    clock.advance(7)
     sim.update_knobs(health_mode="flap:5")
     assert sim.health_mode_now() == "healthy"
-    clock.now += 5
+    clock.advance(5)
     assert sim.health_mode_now() == "fail"
-    clock.now += 5
+    clock.advance(5)
     assert sim.health_mode_now() == "healthy"
     assert sim.health().uptime == "17s"
     await sim.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -49,9 +50,8 @@ async def test_register_waits_a_bounded_time_for_a_missing_broker(state_dir: Pat
 
 
 async def test_register_finds_a_broker_applied_while_waiting(state_dir: Path) -> None:
-    import asyncio
-
     async with await EmbeddedCluster.open(state_dir) as cluster:
+        missed = asyncio.Event()  # set when the first attempt found no Broker
         waiting = asyncio.create_task(
             register_callback_key(
                 cluster,
@@ -60,9 +60,10 @@ async def test_register_finds_a_broker_applied_while_waiting(state_dir: Path) ->
                 public_key="a2V5",
                 wait_seconds=5,
                 poll_seconds=0.02,
+                on_waiting=lambda _: missed.set(),
             )
         )
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(missed.wait(), 2)
         await cluster.apply(broker_manifest("late"))
         stored = await asyncio.wait_for(waiting, 2)
         assert stored["status"]["callbackPublicKey"] == "a2V5"

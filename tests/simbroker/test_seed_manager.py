@@ -15,8 +15,9 @@ import httpx
 
 from kidp_ops.brokerapi import signing
 from kidp_ops.simbroker.knobs import Knobs
-from tests.simbroker.conftest import Receiver, StartBroker, wait_for
+from tests.simbroker.conftest import Receiver, StartBroker
 from tests.support.golang import ask
+from tests.support.waiting import until
 
 CALLBACK = "http://manager-webhook-service.kidp-system.svc.cluster.local:9090/v1/callback"
 SEED_PROVISION_FIELDS = {
@@ -105,4 +106,4 @@ async def test_the_seed_manager_provisions_deprovisions_and_asks(
         answer = await http.get(f"{broker.url}/v1/status", params={"id": deployment_id})
         return answer.status_code == 404
 
-    await wait_for(removed)
+    await until(removed, timeout=2.0)

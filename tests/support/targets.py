@@ -18,7 +18,7 @@ import pytest
 from kidp_ops.cluster.base import Cluster
 from kidp_ops.cluster.embedded import EmbeddedCluster
 
-BOOKMARK_SECONDS = 0.3
+BOOKMARK_SECONDS = 0.1  # an idle watch says so quickly (tests wait for it)
 
 
 @dataclass
