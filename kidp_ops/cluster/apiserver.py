@@ -217,11 +217,14 @@ class _Resource:
             return await stream_watch(
                 request, cluster=self.cluster, kind=self.kind, namespace=namespace
             )
-        keep = protocol.object_filter(query)
+        protocol.object_filter(self.kind, query)  # a bad selector is 400, before any read
         listed = await self.cluster.list(
-            self.kind, namespace=namespace, label_selector=query.get("labelSelector") or None
+            self.kind,
+            namespace=namespace,
+            label_selector=query.get("labelSelector") or None,
+            field_selector=query.get("fieldSelector") or None,
         )
-        items = listed.items if keep is None else [i for i in listed.items if keep(i)]
+        items = listed.items
         return _json(
             {
                 "apiVersion": self.kind.api_version,

@@ -7,7 +7,6 @@ list or watch may carry. No aiohttp application logic lives here (see `apiserver
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from kidp_ops.cluster.base import (
     Manifest,
     ResourceKind,
 )
+from kidp_ops.cluster.fields import parse_field_selector
 from kidp_ops.cluster.labels import parse_selector
 
 VERSION_INFO: Manifest = {
@@ -184,42 +184,20 @@ def flag(value: str | None) -> bool:
 
 # --- selectors ---------------------------------------------------------------------------
 
-_FIELD_TERM = re.compile(r"^\s*(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*([^\s,=!]*)\s*$")
 
-
-def _field_matcher(selector: str) -> Callable[[Manifest], bool]:
-    terms: list[tuple[str, bool, str]] = []
-    for term in filter(str.strip, selector.split(",")):
-        match = _FIELD_TERM.match(term)
-        if match is None:
-            raise RequestRejected(
-                400,
-                f"field selector {term.strip()!r} is not supported (allowed: metadata.name, "
-                "metadata.namespace with =, ==, !=)",
-            )
-        terms.append((match[1], match[2] == "!=", match[3]))
-
-    def matches(obj: Manifest) -> bool:
-        meta = obj.get("metadata") or {}
-        fields = {
-            "metadata.name": meta.get("name", ""),
-            "metadata.namespace": meta.get("namespace", ""),
-        }
-        return all((fields[key] == value) != negate for key, negate, value in terms)
-
-    return matches
-
-
-def object_filter(query: Mapping[str, str]) -> Callable[[Manifest], bool] | None:
-    """The predicate of `labelSelector` and `fieldSelector`, or None when neither is set."""
+def object_filter(
+    kind: ResourceKind, query: Mapping[str, str]
+) -> Callable[[Manifest], bool] | None:
+    """The predicate of `labelSelector` and `fieldSelector`, or None when neither is set.
+    A selector the Cluster would refuse is refused here with 400, as kube-apiserver does."""
     label_selector, field_selector = query.get("labelSelector"), query.get("fieldSelector")
     if not label_selector and not field_selector:
         return None
     try:
         labels = parse_selector(label_selector)
+        fields = parse_field_selector(kind, field_selector)
     except Invalid as exc:
         raise RequestRejected(400, exc.message) from None
-    fields = _field_matcher(field_selector or "")
     return lambda obj: fields(obj) and labels((obj.get("metadata") or {}).get("labels") or {})
 
 

@@ -42,7 +42,7 @@ class WatchQuery:
     keep: Callable[[Manifest], bool] | None
 
     @classmethod
-    def parse(cls, query: Mapping[str, str]) -> WatchQuery:
+    def parse(cls, query: Mapping[str, str], kind: ResourceKind) -> WatchQuery:
         raw_timeout = query.get("timeoutSeconds")
         try:
             timeout = float(raw_timeout) if raw_timeout else None
@@ -54,7 +54,7 @@ class WatchQuery:
             timeout_seconds=timeout if timeout and timeout > 0 else None,
             bookmarks=flag(query.get("allowWatchBookmarks")),
             label_selector=query.get("labelSelector") or None,
-            keep=object_filter(query),
+            keep=object_filter(kind, query),
         )
 
 
@@ -62,7 +62,7 @@ async def stream_watch(
     request: web.Request, *, cluster: Cluster, kind: ResourceKind, namespace: str | None
 ) -> web.StreamResponse:
     """Answer `?watch=true`: relay the Cluster's events until it ends or the client leaves."""
-    query = WatchQuery.parse(request.query)
+    query = WatchQuery.parse(request.query, kind)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)

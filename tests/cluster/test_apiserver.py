@@ -41,6 +41,7 @@ from kidp_ops.cluster.base import (
     WatchEvent,
     kind_for_manifest,
 )
+from kidp_ops.cluster.fields import parse_field_selector
 from kidp_ops.cluster.labels import parse_selector
 from kidp_ops.cluster.patching import merge_patch
 from tests.support.kubeserver import running_apiserver
@@ -106,16 +107,22 @@ class MemoryCluster(Cluster):
         return copy.deepcopy(self._current(kind, name, namespace))
 
     async def list(
-        self, kind: ResourceKind, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        kind: ResourceKind,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
         self.selectors.append(label_selector)
-        matches = parse_selector(label_selector)
+        matches, fields = parse_selector(label_selector), parse_field_selector(kind, field_selector)
         items = [
             copy.deepcopy(obj)
             for (resource, ns, _), obj in sorted(self.objects.items())
             if resource == kind.resource
             and namespace in (None, ns)
             and matches(obj["metadata"].get("labels") or {})
+            and fields(obj)
         ]
         return ObjectList(items, str(self.version))
 
