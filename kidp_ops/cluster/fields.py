@@ -79,16 +79,14 @@ def _term(kind: ResourceKind, term: str, fields: dict[str, tuple[str, ...]]) -> 
     if match is None:
         raise Invalid(
             f"invalid field selector term {term.strip()!r} (allowed: field=value, "
-            "field==value, field!=value)",
-            field="fieldSelector",
+            "field==value, field!=value)"
         )
     key, operator, raw = match.groups()
     path = fields.get(key)
     if path is None:
         allowed = ", ".join(fields)
         raise Invalid(
-            f"field label not supported: {key} ({kind.resource} can be selected by {allowed})",
-            field="fieldSelector",
+            f"field label not supported: {key} ({kind.resource} can be selected by {allowed})"
         )
     wanted = _ESCAPE.sub(r"\1", raw.strip())
     if operator == "!=":
