@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_broker_parser(sub, target)
 
     _daemon_parser(sub, target)
+    _serve_parser(sub, target)
     dev = sub.add_parser(
         "dev",
         parents=[target],
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="create a Database every S seconds (default: %(default)s)",
     )
+    _api_port_argument(dev)
     return parser
 
 
@@ -160,6 +162,39 @@ def _host_port(text: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):  # an IPv6 address: [::1]:8080
         host = host[1:-1]
     return host or "0.0.0.0", int(port)
+
+
+API_PORT = 18443  # kept equal to kidp_ops.cluster.serving.DEFAULT_PORT by a test
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535; 0: any free port)")
+    return int(text)
+
+
+def _api_port_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-port",
+        type=_port,
+        default=API_PORT,
+        metavar="PORT",
+        help="serve the store as a Kubernetes API for kubectl on 127.0.0.1:PORT, with "
+        "STATE/kubeconfig (default: %(default)s; 0: any free port)",
+    )
+
+
+def _serve_parser(sub: Any, target: argparse.ArgumentParser) -> None:
+    serve = sub.add_parser(
+        "serve",
+        parents=[target],
+        help="serve the embedded store as a Kubernetes API, for kubectl",
+        description="Serve the embedded store in --state as a Kubernetes API on 127.0.0.1 "
+        "(TLS with a CA of its own, a bearer token), write STATE/kubeconfig (context "
+        "kidp-dev) and print the line that points kubectl at it. `kidp-ops dev` does the "
+        "same; this runs nothing else.",
+    )
+    _api_port_argument(serve)
 
 
 def _daemon_parser(sub: Any, target: argparse.ArgumentParser) -> None:
@@ -300,6 +335,8 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         return _select(args, target, args.usage_error)
     if args.command == "daemon":
         return _daemon(args, target)
+    if args.command == "serve":
+        return lambda: commands.serve(target, port=args.api_port, out=out, err=err)
     from kidp_ops import devenv  # lazy: start-up time (the daemon, aiohttp, the store)
 
     options = devenv.DevOptions(
@@ -308,6 +345,7 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         http_host=args.http_addr[0],
         http_port=args.http_addr[1],
         create_every=args.create_every,
+        api_port=args.api_port,
     )
     return lambda: devenv.run(target, options, out=out, err=err)
 

@@ -6,7 +6,9 @@ Each function writes its output to the given streams and returns the exit code:
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -152,6 +154,38 @@ async def delete(
     else:
         waiting = ", ".join(remaining["metadata"].get("finalizers") or [])
         print(f"{label} marked for deletion (waiting for finalizers: {waiting})", file=out)
+    return OK
+
+
+async def serve(target: Target, *, port: int, out: TextIO, err: TextIO) -> int:
+    """`kidp-ops serve`: the embedded store as a Kubernetes API for kubectl, on
+    127.0.0.1:`port`, until SIGINT, SIGTERM or SIGHUP."""
+    if target.is_kube:
+        print(
+            "error: kidp-ops serve serves the embedded store (--state); "
+            "a cluster already has an API server",
+            file=err,
+        )
+        return USAGE
+    # lazy: the TLS machinery (cryptography, aiohttp) loads for this command only
+    from kidp_ops.cluster.serving import ServeError, serve_store
+    from kidp_ops.controller.shutdown import stop_on_signals  # lazy: as above
+
+    stop = asyncio.Event()
+    async with await connect(target) as cluster:
+        try:
+            async with serve_store(cluster, target.state, port=port) as api:
+                print(
+                    f"serving {target.describe()} as a Kubernetes API on {api.url} "
+                    f"(kubectl context {api.context}); Ctrl-C to stop",
+                    file=out,
+                )
+                print(api.export_line(), file=out, flush=True)
+                with stop_on_signals(stop, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
+                    await stop.wait()
+        except ServeError as exc:
+            print(f"error: {exc}", file=err)
+            return FAILED
     return OK
 
 

@@ -7,7 +7,9 @@
    deployments only, one needs the api-key from the dev Secret. Each registers its callback
    key into its Broker's status;
 4. run the daemon in this process (leader election on, so a second `kidp-ops dev` or
-   `kidp-ops daemon` on the same state waits instead of acting twice);
+   `kidp-ops daemon` on the same state waits instead of acting twice), and serve the store
+   as a Kubernetes API for kubectl (`cluster.serving`: 127.0.0.1:--api-port, TLS, a
+   token, STATE/kubeconfig);
 5. create a Database every few seconds (and delete the oldest once there are many), and
    show a live view: brokers, databases, recent decisions. `--headless` logs a line now and
    then instead, and `--duration` stops by itself with a summary.
@@ -31,6 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,7 @@ from urllib.parse import urlsplit
 from kidp_ops import logs
 from kidp_ops.cluster.base import BROKERS, DATABASES, LEASES, Cluster, ClusterError, NotFound
 from kidp_ops.cluster.embedded import EmbeddedCluster
+from kidp_ops.cluster.serving import DEFAULT_PORT, ServeError, serve_store
 from kidp_ops.cluster.target import Target
 from kidp_ops.controller.shutdown import stop_on_signals
 from kidp_ops.daemon import LEASE_NAME, Daemon, DaemonConfig, DaemonError
@@ -82,6 +86,7 @@ class DevOptions:
     http_port: int = 18080
     create_every: float = 4.0
     seed: int | None = None
+    api_port: int = DEFAULT_PORT
 
 
 class DevError(Exception):
@@ -271,7 +276,9 @@ async def create_over_time(cluster: Cluster, every: float, rng: random.Random) -
 # --- the view ------------------------------------------------------------------------------
 
 
-def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -> str:
+def render(
+    daemon: Daemon, sink: MemorySink, *, now: datetime, started: float, kubectl: str = ""
+) -> str:
 
     brokers = sorted(daemon.brokers.items(), key=lambda o: o["metadata"]["name"])
     databases = sorted(
@@ -284,6 +291,7 @@ def render(daemon: Daemon, sink: MemorySink, *, now: datetime, started: float) -
     lines = [
         f"kidp-ops dev: up {time.monotonic() - started:.0f}s, {role}, "
         f"metrics {daemon.http_url}/metrics   (Ctrl-C to stop)",
+        f"kubectl: {kubectl}" if kubectl else "",
         "",
         table(brokers, BROKERS, now=now, wide=False),
         "",
@@ -321,7 +329,13 @@ def one_line(daemon: Daemon) -> str:
 
 
 async def show(
-    daemon: Daemon, sink: MemorySink, out: TextIO, *, headless: bool, started: float
+    daemon: Daemon,
+    sink: MemorySink,
+    out: TextIO,
+    *,
+    headless: bool,
+    started: float,
+    kubectl: str = "",
 ) -> None:
     clear = "\x1b[H\x1b[2J" if out.isatty() else ""
     while True:
@@ -329,7 +343,7 @@ async def show(
             await asyncio.sleep(HEADLESS_EVERY)
             print(f"{datetime.now(UTC):%H:%M:%S} {one_line(daemon)}", file=out, flush=True)
         else:
-            text = render(daemon, sink, now=datetime.now(UTC), started=started)
+            text = render(daemon, sink, now=datetime.now(UTC), started=started, kubectl=kubectl)
             print(clear + text + ("\n" if not clear else ""), file=out, flush=True)
             await asyncio.sleep(VIEW_EVERY)
 
@@ -350,18 +364,23 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
     started = time.monotonic()
     stop = asyncio.Event()
     sink = MemorySink()
-    async with await EmbeddedCluster.open(state) as cluster:
+    async with await EmbeddedCluster.open(state) as cluster, AsyncExitStack() as stack:
         try:
+            api = await stack.enter_async_context(
+                serve_store(cluster, state, port=options.api_port)
+            )
             brokers = await apply_dev_samples(cluster, out)
             await clear_dead_lease(cluster, LEASE_NAME, "kidp-system")
             processes = await start_brokers(cluster, brokers, state)
-        except DevError as exc:
+        except (DevError, ServeError) as exc:
             print(f"error: {exc}", file=err)
             return 1
         print(
             f"started {len(processes.processes)} reference brokers (logs in {state}/brokers/)",
             file=out,
         )
+        print(f"kubectl: the store is served on {api.url}; in another shell:", file=out)
+        print(api.export_line(), file=out, flush=True)
         config = DaemonConfig(
             http_host=options.http_host,
             http_port=options.http_port,
@@ -375,7 +394,9 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
         try:
             # SIGHUP too: closing the terminal stops dev as gracefully as Ctrl-C.
             with stop_on_signals(stop, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
-                failure = await _run_all(daemon, cluster, sink, options, out, stop, started)
+                failure = await _run_all(
+                    daemon, cluster, sink, options, out, stop, started, api.export_line()
+                )
         finally:
             processes.stop()
         if failure is not None:
@@ -394,6 +415,7 @@ async def _run_all(
     out: TextIO,
     stop: asyncio.Event,
     started: float,
+    kubectl: str = "",
 ) -> Exception | None:
     """The daemon, the creator, the view and the timer; the daemon's start-up error, if any."""
 
@@ -401,7 +423,9 @@ async def _run_all(
     running = asyncio.create_task(daemon.run(stop), name="daemon")
     helpers: list[asyncio.Task[Any]] = [
         asyncio.create_task(create_over_time(cluster, options.create_every, rng)),
-        asyncio.create_task(show(daemon, sink, out, headless=options.headless, started=started)),
+        asyncio.create_task(
+            show(daemon, sink, out, headless=options.headless, started=started, kubectl=kubectl)
+        ),
         asyncio.create_task(_stop_after(stop, options.duration)),
     ]
     waiter = asyncio.create_task(stop.wait())

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def start_dev(state: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "kidp_ops.cli", "dev", "--state", str(state), "--headless",
-         "--http-addr", "127.0.0.1:0", *args],
+         "--http-addr", "127.0.0.1:0", "--api-port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

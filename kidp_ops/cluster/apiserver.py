@@ -1,67 +1,102 @@
 """Serve any Cluster over HTTP in the shape of the Kubernetes REST API.
 
-The official `kubernetes` client, client-go and kubectl talk to it as to a real API
+kubectl, client-go and the official `kubernetes` client talk to it as to a real API
 server: the same paths (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`,
-`/api/v1/...` for the core group), the same verbs, `Status` objects for every error,
-watch streams, the status subresource and the discovery documents kubectl reads first.
-It adds no semantics of its own: every rule (optimistic concurrency, finalizers,
-validation, generateName) is the Cluster's, so `KubeCluster -> HTTP -> this -> Cluster`
-behaves as the Cluster does.
+`/api/v1/...` for the core group), the same verbs and patch types, `Status` objects for
+every error, watch streams, the status subresource, Table responses with each kind's
+columns, field and label selectors, discovery (legacy and aggregated) and OpenAPI
+documents built from the CRDs. It adds no semantics of its own: every rule (optimistic
+concurrency, finalizers, validation, generateName) is the Cluster's, so
+`KubeCluster -> HTTP -> this -> Cluster` behaves as the Cluster does.
 
-    async with serve(cluster) as url:  # "http://127.0.0.1:PORT"
+    async with serve(cluster, ssl=context, token=secret) as url:  # "https://127.0.0.1:PORT"
         ...
 
-Authentication is not checked: bind it to 127.0.0.1 (the default).
+With a `token`, every request must carry `Authorization: Bearer <token>` (401 otherwise,
+health probes included: nothing is served to a process that has not read the token).
+`kidp_ops.cluster.serving` runs it the way users get it: TLS from a CA of its own, a
+token and a kubeconfig. Without `ssl` and `token` (the facade's own tests) it is plain
+HTTP with no authentication, so bind it to 127.0.0.1 (the default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ssl as tls
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
+from kidp_ops.cluster import apiserver_discovery as discovery
+from kidp_ops.cluster import apiserver_openapi as openapi
 from kidp_ops.cluster import apiserver_protocol as protocol
-from kidp_ops.cluster.apiserver_protocol import RequestRejected
-from kidp_ops.cluster.apiserver_watch import SHUTDOWN, stream_watch
-from kidp_ops.cluster.base import KNOWN_KINDS, Cluster, ClusterError, Manifest, ResourceKind
-from kidp_ops.cluster.patching import merge_diff
+from kidp_ops.cluster import apiserver_tables as tables
+from kidp_ops.cluster import openapi_protobuf
+from kidp_ops.cluster.apiserver_protocol import PLAIN, RequestRejected
+from kidp_ops.cluster.apiserver_resources import (
+    Resource,
+    add_resource_routes,
+    include_object,
+    json_response,
+    table_version,
+)
+from kidp_ops.cluster.apiserver_watch import SHUTDOWN
+from kidp_ops.cluster.base import CRDS, KNOWN_KINDS, Cluster, ClusterError, Manifest
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
-_NAMESPACE_KIND = ResourceKind("", "v1", "Namespace", "namespaces", namespaced=False)
-_BODY_NAME = web.RequestKey("kidp_body_name", str)  # a create's object name, for errors
+MAX_BODY_BYTES = 8 * 1024 * 1024
+AGGREGATED_OFFERS = {
+    PLAIN: "",
+    **{("APIGroupDiscoveryList", discovery.AGGREGATED_GROUP, v): v for v in ("v2", "v2beta1")},
+}
 
 
-def build_app(cluster: Cluster) -> web.Application:
+def build_app(cluster: Cluster, *, token: str | None = None) -> web.Application:
     """The aiohttp application serving `cluster`. The caller owns (and closes) the cluster."""
-    app = web.Application(middlewares=[_status_errors], client_max_size=8 * 1024 * 1024)
+    middlewares: list[Middleware] = [_status_errors]
+    if token is not None:
+        middlewares.append(_bearer_token(token))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SHUTDOWN] = asyncio.Event()
     app.on_shutdown.append(_end_watches)
     _add_discovery_routes(app)
+    _add_openapi_routes(app, cluster)
     _add_namespace_routes(app, cluster)
     for kind in KNOWN_KINDS:
-        _add_resource_routes(app, _Resource(cluster, kind))
+        add_resource_routes(app, Resource(cluster, kind))
     return app
 
 
 @asynccontextmanager
-async def serve(cluster: Cluster, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve `cluster` on host:port (0: any free port); yields the base URL."""
+async def serve(
+    cluster: Cluster,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: tls.SSLContext | None = None,
+    token: str | None = None,
+) -> AsyncIterator[str]:
+    """Serve `cluster` on host:port (0: any free port); yields the base URL.
+
+    An address that cannot be bound raises OSError before anything is served."""
     runner = web.AppRunner(
-        build_app(cluster), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+        build_app(cluster, token=token), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield f"http://{shown}:{bound_port}"
+        yield f"{'https' if ssl else 'http'}://{shown}:{bound_port}"
     finally:
         await runner.cleanup()
 
@@ -70,29 +105,40 @@ async def _end_watches(app: web.Application) -> None:
     app[SHUTDOWN].set()
 
 
-def _json(data: Manifest, *, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status)
-
-
 @web.middleware
 async def _status_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as a Kubernetes Status object, never as HTML or a traceback."""
     try:
         return await handler(request)
     except RequestRejected as exc:
-        return _json(exc.status(), status=exc.code)
+        return json_response(exc.status(), status=exc.code)
     except ClusterError as exc:
-        return _json(protocol.failure_status(exc, kind=None, name=""), status=exc.code)
+        failure = protocol.failure_status(exc, kind=None, name="")
+        return json_response(failure, status=exc.code)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _json(protocol.http_failure(exc.status, exc.reason), status=exc.status)
+        return json_response(protocol.http_failure(exc.status, exc.reason), status=exc.status)
     except Exception:
         log.exception("error serving %s %s", request.method, request.path)
         failure = protocol.status_object(
             code=500, reason="InternalError", message="an internal error occurred"
         )
-        return _json(failure, status=500)
+        return json_response(failure, status=500)
+
+
+def _bearer_token(token: str) -> Middleware:
+    """401 Unauthorized (kube-apiserver's body) unless the request carries `token`."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise RequestRejected(401, "Unauthorized")
+        return await handler(request)
+
+    return authenticate
 
 
 # --- discovery ---------------------------------------------------------------------------
@@ -100,13 +146,29 @@ async def _status_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 def _document(document: Manifest) -> Handler:
     async def handler(_: web.Request) -> web.StreamResponse:
-        return _json(document)
+        return json_response(document)
 
     return handler
 
 
-async def _api_versions(request: web.Request) -> web.StreamResponse:
-    return _json(protocol.api_versions(request.host))
+def _root_discovery(*, legacy: bool) -> Handler:
+    """`/api` or `/apis`: the aggregated document when the client accepts it, else the
+    legacy one. client-go tells the two apart by the response's Content-Type."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        version = protocol.negotiate(request.headers.get("Accept"), AGGREGATED_OFFERS)
+        if version:
+            document = discovery.aggregated(legacy=legacy, version=version)
+            params = f"g={discovery.AGGREGATED_GROUP};v={version};as=APIGroupDiscoveryList"
+            return web.Response(
+                body=json.dumps(document).encode(),
+                headers={"Content-Type": f"application/json;{params}"},
+            )
+        if legacy:
+            return json_response(discovery.api_versions(request.host))
+        return json_response(discovery.group_list())
+
+    return handler
 
 
 async def _ok(_: web.Request) -> web.StreamResponse:
@@ -115,190 +177,86 @@ async def _ok(_: web.Request) -> web.StreamResponse:
 
 def _add_discovery_routes(app: web.Application) -> None:
     router = app.router
-    router.add_get("/version", _document(protocol.VERSION_INFO))
-    router.add_get("/api", _api_versions)
-    router.add_get("/api/v1", _document(protocol.resource_list("v1")))
-    router.add_get("/apis", _document(protocol.group_list()))
-    for group, version in protocol.group_versions():
-        router.add_get(f"/apis/{group}", _document(protocol.api_group(group)))
+    router.add_get("/version", _document(discovery.VERSION_INFO))
+    router.add_get("/api", _root_discovery(legacy=True))
+    router.add_get("/api/v1", _document(discovery.resource_list("v1")))
+    router.add_get("/apis", _root_discovery(legacy=False))
+    for group, version in discovery.group_versions():
+        router.add_get(f"/apis/{group}", _document(discovery.api_group(group)))
         group_version = f"{group}/{version}"
-        router.add_get(f"/apis/{group_version}", _document(protocol.resource_list(group_version)))
+        router.add_get(f"/apis/{group_version}", _document(discovery.resource_list(group_version)))
     for probe in ("/healthz", "/livez", "/readyz"):
         router.add_get(probe, _ok)
-    router.add_get("/openapi/v3", _document(protocol.openapi_root()))
-    router.add_get("/openapi/v3/api/v1", _document(protocol.openapi_document("v1")))
-    for group, version in protocol.group_versions():
-        document = protocol.openapi_document(f"{group}/{version}")
-        router.add_get(f"/openapi/v3/apis/{group}/{version}", _document(document))
+
+
+def _add_openapi_routes(app: web.Application, cluster: Cluster) -> None:
+    """OpenAPI v3 and v2 from the CRDs stored now (a changed CRD shows at once)."""
+
+    async def crds() -> list[Manifest]:
+        return (await cluster.list(CRDS)).items
+
+    def v3(group_version: str) -> Handler:
+        async def handler(_: web.Request) -> web.StreamResponse:
+            return json_response(openapi.v3_document(group_version, await crds()))
+
+        return handler
+
+    async def v2(request: web.Request) -> web.StreamResponse:
+        document = openapi.v2_document(await crds())
+        if "protobuf" in request.headers.get("Accept", ""):
+            body = openapi_protobuf.document(document)
+            return web.Response(body=body, content_type=openapi_protobuf.MEDIA_TYPE)
+        return json_response(document)
+
+    app.router.add_get("/openapi/v3", _document(openapi.v3_root()))
+    for path, group_version in openapi.v3_relative_paths():
+        app.router.add_get(path, v3(group_version))
+    app.router.add_get("/openapi/v2", v2)
 
 
 def _add_namespace_routes(app: web.Application, cluster: Cluster) -> None:
     """Namespaces are implicit in the port; kubectl still reads them (to explain a
-    NotFound, or for `create namespace`), so every namespace exists and is Active."""
+    NotFound, for `get ns`, or for `create namespace`), so every namespace exists and is
+    Active, and the listed ones are those holding objects (and `default`)."""
+
+    def answer(request: web.Request, items: list[Manifest], *, one: bool) -> web.Response:
+        version = table_version(request)
+        if version:
+            columns = tables.columns_for(discovery.NAMESPACES, None)
+            table = tables.table(
+                items,
+                columns,
+                resource_version="",
+                table_version=version,
+                include=include_object(request),
+                now=datetime.now(UTC),
+            )
+            return json_response(table)
+        if one:
+            return json_response(items[0])
+        return json_response(
+            {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items}
+        )
 
     async def read(request: web.Request) -> web.StreamResponse:
-        return _json(protocol.namespace_object(request.match_info["name"]))
+        return answer(request, [discovery.namespace_object(request.match_info["name"])], one=True)
 
     async def create(request: web.Request) -> web.StreamResponse:
-        body = await protocol.read_object(request, _NAMESPACE_KIND)
+        body = await protocol.read_object(request, discovery.NAMESPACES)
         name = body["metadata"].get("name")
         if not name:
             raise RequestRejected(400, "metadata.name is required")
-        return _json(protocol.namespace_object(name), status=201)
+        return json_response(discovery.namespace_object(name), status=201)
 
-    async def collection(_: web.Request) -> web.StreamResponse:
+    async def collection(request: web.Request) -> web.StreamResponse:
         names = {"default"}
         for kind in KNOWN_KINDS:
             if kind.namespaced:
                 listed = await cluster.list(kind)
                 names.update(i["metadata"].get("namespace", "default") for i in listed.items)
-        items = [protocol.namespace_object(n) for n in sorted(names)]
-        return _json({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items})
+        items = [discovery.namespace_object(n) for n in sorted(names)]
+        return answer(request, items, one=False)
 
     app.router.add_get("/api/v1/namespaces", collection)
     app.router.add_post("/api/v1/namespaces", create)
     app.router.add_get("/api/v1/namespaces/{name}", read)
-
-
-# --- resources ---------------------------------------------------------------------------
-
-ResourceHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _add_resource_routes(app: web.Application, resource: _Resource) -> None:
-    kind, router = resource.kind, app.router
-    prefix = protocol.api_prefix(kind)
-    scoped = f"{prefix}/namespaces/{{namespace}}" if kind.namespaced else prefix
-    collection, item = f"{scoped}/{kind.plural}", f"{scoped}/{kind.plural}/{{name}}"
-
-    def add(method: str, path: str, handler: ResourceHandler) -> None:
-        router.add_route(method, path, _guarded(kind, handler))
-
-    add("GET", collection, resource.read_collection)
-    if kind.namespaced:
-        add("GET", f"{prefix}/{kind.plural}", resource.read_collection)  # all namespaces
-    add("POST", collection, resource.create)
-    add("GET", item, resource.read)
-    add("PUT", item, resource.replace)
-    add("PATCH", item, resource.patch)
-    add("DELETE", item, resource.delete)
-    if kind in protocol.STATUS_SUBRESOURCE_KINDS:
-        add("GET", f"{item}/status", resource.read)
-        add("PUT", f"{item}/status", resource.replace_status)
-        add("PATCH", f"{item}/status", resource.patch_status)
-
-
-def _guarded(kind: ResourceKind, handler: ResourceHandler) -> Handler:
-    """Turn the Cluster's errors into Status objects naming the object and its kind."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ClusterError as exc:
-            name = request.match_info.get("name") or request.get(_BODY_NAME, "")
-            return _json(protocol.failure_status(exc, kind=kind, name=name), status=exc.code)
-
-    return guarded
-
-
-class _Resource:
-    """The REST verbs of one ResourceKind, each translated to one Cluster call."""
-
-    def __init__(self, cluster: Cluster, kind: ResourceKind) -> None:
-        self.cluster = cluster
-        self.kind = kind
-
-    def _namespace(self, request: web.Request) -> str | None:
-        return request.match_info.get("namespace") if self.kind.namespaced else None
-
-    async def read_collection(self, request: web.Request) -> web.StreamResponse:
-        namespace, query = self._namespace(request), request.query
-        if protocol.flag(query.get("watch")):
-            return await stream_watch(
-                request, cluster=self.cluster, kind=self.kind, namespace=namespace
-            )
-        keep = protocol.object_filter(query)
-        listed = await self.cluster.list(
-            self.kind, namespace=namespace, label_selector=query.get("labelSelector") or None
-        )
-        items = listed.items if keep is None else [i for i in listed.items if keep(i)]
-        return _json(
-            {
-                "apiVersion": self.kind.api_version,
-                "kind": f"{self.kind.kind}List",
-                "metadata": {"resourceVersion": listed.resource_version},
-                "items": items,
-            }
-        )
-
-    async def create(self, request: web.Request) -> web.StreamResponse:
-        body = await self._read_placed(request)
-        request[_BODY_NAME] = body["metadata"].get("name") or ""
-        return _json(await self.cluster.create(body), status=201)
-
-    async def read(self, request: web.Request) -> web.StreamResponse:
-        name, namespace = request.match_info["name"], self._namespace(request)
-        return _json(await self.cluster.get(self.kind, name, namespace=namespace))
-
-    async def replace(self, request: web.Request) -> web.StreamResponse:
-        body = await self._read_named(request)
-        return _json(await self.cluster.replace(body))
-
-    async def patch(self, request: web.Request) -> web.StreamResponse:
-        patch = await protocol.read_merge_patch(request)
-        name, namespace = request.match_info["name"], self._namespace(request)
-        return _json(await self.cluster.patch(self.kind, name, patch, namespace=namespace))
-
-    async def delete(self, request: web.Request) -> web.StreamResponse:
-        name, namespace = request.match_info["name"], self._namespace(request)
-        remaining = await self.cluster.delete(self.kind, name, namespace=namespace)
-        if remaining is not None:  # held by finalizers, now with deletionTimestamp
-            return _json(remaining)
-        return _json(protocol.success_status(self.kind, name))
-
-    async def replace_status(self, request: web.Request) -> web.StreamResponse:
-        """PUT .../status: the body's status replaces the stored one; nothing else changes.
-
-        The port has no "replace status", so this sends the merge patch that turns the
-        current status into the new one, with the body's resourceVersion as precondition.
-        """
-        body = await self._read_named(request)
-        name, namespace = request.match_info["name"], self._namespace(request)
-        current = await self.cluster.get(self.kind, name, namespace=namespace)
-        patch: Manifest = {"status": merge_diff(current.get("status"), body.get("status"))}
-        if version := body["metadata"].get("resourceVersion"):
-            patch["metadata"] = {"resourceVersion": version}
-        return _json(await self.cluster.patch_status(self.kind, name, patch, namespace=namespace))
-
-    async def patch_status(self, request: web.Request) -> web.StreamResponse:
-        patch = await protocol.read_merge_patch(request)
-        name, namespace = request.match_info["name"], self._namespace(request)
-        return _json(await self.cluster.patch_status(self.kind, name, patch, namespace=namespace))
-
-    async def _read_placed(self, request: web.Request) -> Manifest:
-        """The request's object, its namespace defaulted to (and checked against) the URL's."""
-        body = await protocol.read_object(request, self.kind)
-        meta = body["metadata"]
-        if not self.kind.namespaced:
-            meta.pop("namespace", None)
-            return body
-        namespace = request.match_info["namespace"]
-        if meta.get("namespace") not in (None, "", namespace):
-            raise RequestRejected(
-                400,
-                f"the namespace of the object ({meta['namespace']}) does not match the "
-                f"namespace on the URL ({namespace})",
-            )
-        meta["namespace"] = namespace
-        return body
-
-    async def _read_named(self, request: web.Request) -> Manifest:
-        body = await self._read_placed(request)
-        name = request.match_info["name"]
-        if body["metadata"].get("name") != name:
-            raise RequestRejected(
-                400,
-                f"the name of the object ({body['metadata'].get('name')}) does not match "
-                f"the name on the URL ({name})",
-            )
-        return body

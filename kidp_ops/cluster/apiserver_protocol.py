@@ -1,46 +1,30 @@
 """The wire format of the Kubernetes REST API, as the API facade speaks it.
 
-Status objects for errors, discovery documents, request-body checks and the selectors a
-list or watch may carry. No aiohttp application logic lives here (see `apiserver`).
+Status objects for errors, request-body and patch checks, content negotiation (`Accept`)
+and the selectors a list or watch may carry. No aiohttp application logic lives here (see
+`apiserver`); discovery and OpenAPI documents are in `apiserver_discovery`/`_openapi`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from kidp_ops.cluster.base import (
-    BROKERS,
-    CRDS,
-    DATABASES,
-    KNOWN_KINDS,
-    ClusterError,
-    Invalid,
-    Manifest,
-    ResourceKind,
-)
+from kidp_ops.cluster.base import PLATFORM_KINDS, ClusterError, Invalid, Manifest, ResourceKind
+from kidp_ops.cluster.fields import parse_field_selector
 from kidp_ops.cluster.labels import parse_selector
 
-VERSION_INFO: Manifest = {
-    "major": "1",
-    "minor": "30",
-    "gitVersion": "v1.30.0-kidp",
-    "gitCommit": "0000000000000000000000000000000000000000",
-    "gitTreeState": "clean",
-    "buildDate": "2024-04-17T00:00:00Z",
-    "goVersion": "go1.22.2",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-STATUS_SUBRESOURCE_KINDS = frozenset({BROKERS, DATABASES, CRDS})
-VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
-MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 _HTTP_REASONS = {
     400: "BadRequest",
+    401: "Unauthorized",
     404: "NotFound",
     405: "MethodNotAllowed",
     406: "NotAcceptable",
@@ -48,6 +32,7 @@ _HTTP_REASONS = {
     415: "UnsupportedMediaType",
 }
 _HTTP_MESSAGES = {
+    401: "Unauthorized",
     404: "the server could not find the requested resource",
     405: "the server does not allow this method on the requested resource",
 }
@@ -97,14 +82,17 @@ def status_object(
     return status
 
 
-def _details(kind: ResourceKind | None, name: str) -> Manifest:
+def _details(kind: ResourceKind | None, name: str, *, by_kind: bool = False) -> Manifest:
+    """Status details: the object's name, group and kind; kube-apiserver names the kind
+    by its resource (`brokers`) except in Invalid, where it is the Kind (`Broker`), so
+    kubectl prints `The Broker "b1" is invalid`."""
     details: Manifest = {}
     if name:
         details["name"] = name
     if kind is not None:
         if kind.group:
             details["group"] = kind.group
-        details["kind"] = kind.plural
+        details["kind"] = kind.kind if by_kind else kind.plural
     return details
 
 
@@ -114,7 +102,7 @@ def failure_status(exc: ClusterError, *, kind: ResourceKind | None, name: str) -
     Field paths lose their leading dot on the wire (`.spec.endpoint` -> `spec.endpoint`),
     as kube-apiserver writes them; the kube adapter puts the dot back.
     """
-    details = _details(kind, name)
+    details = _details(kind, name, by_kind=isinstance(exc, Invalid))
     if isinstance(exc, Invalid):
         details["causes"] = [_cause(p.field, p.message) for p in exc.problems]
     return status_object(code=exc.code, reason=exc.reason, message=exc.message, details=details)
@@ -162,20 +150,54 @@ async def read_object(request: web.Request, kind: ResourceKind) -> Manifest:
     return body
 
 
-async def read_merge_patch(request: web.Request) -> Manifest:
-    """A merge patch; a strategic merge patch is taken as one (custom resources have no
-    patch strategies). JSON patch and server-side apply are refused with 415."""
-    if request.content_type not in MERGE_PATCH_TYPES:
-        accepted = ", ".join(MERGE_PATCH_TYPES)
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """A PATCH request's body and its type (one of the *_PATCH media types)."""
+
+    media_type: str
+    body: Any
+
+
+def _accepted_patch_types(kind: ResourceKind) -> tuple[str, ...]:
+    """What kube-apiserver accepts: no strategic merge patch for custom resources."""
+    if kind in PLATFORM_KINDS:
+        return (JSON_PATCH, MERGE_PATCH)
+    return (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
+
+
+async def read_patch(request: web.Request, kind: ResourceKind) -> Patch:
+    """The body of a PATCH, checked against what `kind` accepts.
+
+    Server-side apply is refused with 415 and a line saying what to use instead; a
+    strategic merge patch of a custom resource is refused with kube-apiserver's own 415.
+    """
+    media = request.content_type
+    if media == APPLY_PATCH:
         raise RequestRejected(
             415,
-            f"the body of the request was in an unknown format ({request.content_type}) - "
-            f"accepted media types include: {accepted}",
+            "server-side apply is not supported by the kidp-ops API: use client-side "
+            "apply (kubectl apply without --server-side)",
         )
-    patch = _parse_json(await request.read())
-    if not isinstance(patch, dict):
+    accepted = _accepted_patch_types(kind)
+    if media not in accepted:
+        raise RequestRejected(
+            415,
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: {', '.join(accepted)}",
+        )
+    body = _parse_json(await request.read())
+    if media == JSON_PATCH:
+        if not isinstance(body, list):
+            raise RequestRejected(400, "a JSON patch must be a JSON array of operations")
+    elif not isinstance(body, dict):
         raise RequestRejected(400, "a merge patch must be a JSON object")
-    return patch
+    return Patch(media, body)
+
+
+def refuse_dry_run(query: Mapping[str, str]) -> None:
+    """A dry run would write for real here: refuse it rather than ignore it."""
+    if query.get("dryRun"):
+        raise RequestRejected(400, "dry run is not supported by the kidp-ops API")
 
 
 def flag(value: str | None) -> bool:
@@ -184,183 +206,49 @@ def flag(value: str | None) -> bool:
 
 # --- selectors ---------------------------------------------------------------------------
 
-_FIELD_TERM = re.compile(r"^\s*(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*([^\s,=!]*)\s*$")
 
-
-def _field_matcher(selector: str) -> Callable[[Manifest], bool]:
-    terms: list[tuple[str, bool, str]] = []
-    for term in filter(str.strip, selector.split(",")):
-        match = _FIELD_TERM.match(term)
-        if match is None:
-            raise RequestRejected(
-                400,
-                f"field selector {term.strip()!r} is not supported (allowed: metadata.name, "
-                "metadata.namespace with =, ==, !=)",
-            )
-        terms.append((match[1], match[2] == "!=", match[3]))
-
-    def matches(obj: Manifest) -> bool:
-        meta = obj.get("metadata") or {}
-        fields = {
-            "metadata.name": meta.get("name", ""),
-            "metadata.namespace": meta.get("namespace", ""),
-        }
-        return all((fields[key] == value) != negate for key, negate, value in terms)
-
-    return matches
-
-
-def object_filter(query: Mapping[str, str]) -> Callable[[Manifest], bool] | None:
-    """The predicate of `labelSelector` and `fieldSelector`, or None when neither is set."""
+def object_filter(
+    kind: ResourceKind, query: Mapping[str, str]
+) -> Callable[[Manifest], bool] | None:
+    """The predicate of `labelSelector` and `fieldSelector`, or None when neither is set.
+    A selector the Cluster would refuse is refused here with 400, as kube-apiserver does."""
     label_selector, field_selector = query.get("labelSelector"), query.get("fieldSelector")
     if not label_selector and not field_selector:
         return None
     try:
         labels = parse_selector(label_selector)
+        fields = parse_field_selector(kind, field_selector)
     except Invalid as exc:
         raise RequestRejected(400, exc.message) from None
-    fields = _field_matcher(field_selector or "")
     return lambda obj: fields(obj) and labels((obj.get("metadata") or {}).get("labels") or {})
 
 
-# --- discovery ---------------------------------------------------------------------------
+# --- content negotiation -------------------------------------------------------------------
+
+PLAIN = ("", "", "")  # (as, g, v) of plain JSON
 
 
-def api_prefix(kind: ResourceKind) -> str:
-    return f"/apis/{kind.group}/{kind.version}" if kind.group else f"/api/{kind.version}"
+def media_preferences(accept: str | None) -> list[tuple[str, str, str]]:
+    """The JSON forms a client accepts, in its order, as (as, g, v); PLAIN for plain JSON.
 
-
-def group_versions() -> list[tuple[str, str]]:
-    """(group, version) of every API group served, in first-seen order; core excluded."""
-    seen = dict.fromkeys((k.group, k.version) for k in KNOWN_KINDS if k.group)
-    return list(seen)
-
-
-def _resources(kind: ResourceKind) -> list[Manifest]:
-    entry: Manifest = {
-        "name": kind.plural,
-        "singularName": kind.singular,
-        "namespaced": kind.namespaced,
-        "kind": kind.kind,
-        "verbs": list(VERBS),
-    }
-    if kind.short_names:
-        entry["shortNames"] = list(kind.short_names)
-    entries = [entry]
-    if kind in STATUS_SUBRESOURCE_KINDS:
-        entries.append(
-            {
-                "name": f"{kind.plural}/status",
-                "singularName": "",
-                "namespaced": kind.namespaced,
-                "kind": kind.kind,
-                "verbs": ["get", "patch", "update"],
-            }
-        )
-    return entries
-
-
-NAMESPACES_RESOURCE: Manifest = {
-    "name": "namespaces",
-    "singularName": "namespace",
-    "namespaced": False,
-    "kind": "Namespace",
-    "verbs": ["create", "get", "list"],
-    "shortNames": ["ns"],
-}
-
-
-def resource_list(group_version: str) -> Manifest:
-    """APIResourceList of `/api/v1` (with the implicit namespaces) or `/apis/{group}/{version}`."""
-    resources = [r for k in KNOWN_KINDS if k.api_version == group_version for r in _resources(k)]
-    if group_version == "v1":
-        resources.insert(0, NAMESPACES_RESOURCE)
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    }
-
-
-def api_group(group: str) -> Manifest:
-    versions = [
-        {"groupVersion": f"{g}/{v}", "version": v} for g, v in group_versions() if g == group
-    ]
-    return {
-        "kind": "APIGroup",
-        "apiVersion": "v1",
-        "name": group,
-        "versions": versions,
-        "preferredVersion": versions[0],
-    }
-
-
-def group_list() -> Manifest:
-    groups = list(dict.fromkeys(g for g, _ in group_versions()))
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group(g) for g in groups]}
-
-
-def api_versions(server_address: str) -> Manifest:
-    return {
-        "kind": "APIVersions",
-        "versions": ["v1"],
-        "serverAddressByClientCIDRs": [
-            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
-        ],
-    }
-
-
-def namespace_object(name: str) -> Manifest:
-    """Namespaces are implicit in the port: every one exists and is Active."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name},
-        "spec": {"finalizers": ["kubernetes"]},
-        "status": {"phase": "Active"},
-    }
-
-
-# --- OpenAPI v3: just enough for kubectl -------------------------------------------------------
-
-
-def openapi_root() -> Manifest:
-    """`/openapi/v3`: where each group version's document is."""
-    group_versions_served = ["v1", *(f"{g}/{v}" for g, v in group_versions())]
-    paths = {}
-    for group_version in group_versions_served:
-        relative = "api/v1" if group_version == "v1" else f"apis/{group_version}"
-        paths[relative] = {"serverRelativeURL": f"/openapi/v3/{relative}"}
-    return {"paths": paths}
-
-
-def openapi_document(group_version: str) -> Manifest:
-    """A group version's OpenAPI v3 document, reduced to what kubectl looks for before
-    `apply`/`create`: each kind's PATCH accepts `fieldValidation`, so kubectl leaves the
-    validation to the server (the Cluster validates every write) instead of asking for
-    schemas. No component schemas are published."""
-    paths: Manifest = {}
-    for kind in KNOWN_KINDS:
-        if kind.api_version != group_version:
+    `application/json;as=Table;v=v1;g=meta.k8s.io` -> ("Table", "meta.k8s.io", "v1").
+    Other media types (YAML, protobuf) are left out: the facade speaks JSON only."""
+    if not accept or not accept.strip():
+        return [PLAIN]
+    preferences = []
+    for media_range in accept.split(","):
+        media, *raw_params = (part.strip() for part in media_range.split(";"))
+        if media.lower() not in ("application/json", "application/*", "*/*"):
             continue
-        scope = "/namespaces/{namespace}" if kind.namespaced else ""
-        paths[f"{api_prefix(kind)}{scope}/{kind.plural}/{{name}}"] = {
-            "patch": {
-                "x-kubernetes-group-version-kind": {
-                    "group": kind.group,
-                    "version": kind.version,
-                    "kind": kind.kind,
-                },
-                "parameters": [
-                    {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}
-                ],
-                "responses": {"200": {"description": "OK"}},
-            }
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": VERSION_INFO["gitVersion"]},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }
+        params = dict(p.partition("=")[::2] for p in raw_params if "=" in p)
+        preferences.append((params.get("as", ""), params.get("g", ""), params.get("v", "")))
+    return preferences
+
+
+def negotiate(accept: str | None, offers: Mapping[tuple[str, str, str], str]) -> str:
+    """The offer for the first form the client accepts (plain JSON is offered as PLAIN);
+    406 when there is none."""
+    for preference in media_preferences(accept):
+        if preference in offers:
+            return offers[preference]
+    raise RequestRejected(406, f"only application/json is served, not {accept!r}")

@@ -2,8 +2,10 @@
 
 A real API server answers a watch with 200 at once and then writes one JSON event per
 line; a resourceVersion that is too old is reported in-band as an ERROR event carrying a
-410 Status, and the stream ends. The Cluster's async iterator is closed when the client
-goes away (noticed within LIVENESS_SECONDS), when the server shuts down, or when it ends.
+410 Status, and the stream ends. When the client asked for Tables (`kubectl get -w`), each
+event's object is a one-row Table, as kube-apiserver sends it. The Cluster's async iterator
+is closed when the client goes away (noticed within LIVENESS_SECONDS), when the server
+shuts down, or when it ends.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class WatchQuery:
     keep: Callable[[Manifest], bool] | None
 
     @classmethod
-    def parse(cls, query: Mapping[str, str]) -> WatchQuery:
+    def parse(cls, query: Mapping[str, str], kind: ResourceKind) -> WatchQuery:
         raw_timeout = query.get("timeoutSeconds")
         try:
             timeout = float(raw_timeout) if raw_timeout else None
@@ -54,21 +56,29 @@ class WatchQuery:
             timeout_seconds=timeout if timeout and timeout > 0 else None,
             bookmarks=flag(query.get("allowWatchBookmarks")),
             label_selector=query.get("labelSelector") or None,
-            keep=object_filter(query),
+            keep=object_filter(kind, query),
         )
 
 
+Render = Callable[[Manifest], Manifest]  # an event's object as sent (a Table row, ...)
+
+
 async def stream_watch(
-    request: web.Request, *, cluster: Cluster, kind: ResourceKind, namespace: str | None
+    request: web.Request,
+    *,
+    cluster: Cluster,
+    kind: ResourceKind,
+    namespace: str | None,
+    render: Render | None = None,
 ) -> web.StreamResponse:
     """Answer `?watch=true`: relay the Cluster's events until it ends or the client leaves."""
-    query = WatchQuery.parse(request.query)
+    query = WatchQuery.parse(request.query, kind)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
     events = _events(cluster, kind, namespace=namespace, query=query)
     try:
-        await _relay(request, response, events, query)
+        await _relay(request, response, events, query, render)
     except ClusterError as exc:
         await _send_quietly(response, "ERROR", failure_status(exc, kind=kind, name=""))
     except ConnectionError:
@@ -116,6 +126,7 @@ async def _relay(
     response: web.StreamResponse,
     events: AsyncIterator[WatchEvent],
     query: WatchQuery,
+    render: Render | None,
 ) -> None:
     relevant = _Relevance(query.keep)
     stopping = asyncio.ensure_future(request.app[SHUTDOWN].wait())
@@ -125,7 +136,10 @@ async def _relay(
                 continue
             event_type = relevant(event)
             if event_type is not None:
-                await _send(response, event_type, event.object)
+                shown = event.object
+                if render is not None and event_type != "BOOKMARK":
+                    shown = render(event.object)
+                await _send(response, event_type, shown)
     finally:
         stopping.cancel()
         await asyncio.wait({stopping})

@@ -113,8 +113,12 @@ class Cluster(abc.ABC):
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
-        """All objects of a kind (in one namespace, or in all when None), and the list's version."""
+        """All objects of a kind (in one namespace, or in all when None), and the list's version.
+
+        Selectors are Kubernetes' syntax; the fields a kind may be selected by are
+        kube-apiserver's (`kidp_ops.cluster.fields`), and any other is Invalid."""
 
     @abc.abstractmethod
     def watch(

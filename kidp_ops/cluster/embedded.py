@@ -36,6 +36,7 @@ from kidp_ops.cluster.base import (
     WatchEvent,
     kind_for_manifest,
 )
+from kidp_ops.cluster.fields import parse_field_selector
 from kidp_ops.cluster.labels import parse_selector
 from kidp_ops.model.bundled import load_crds
 
@@ -169,10 +170,12 @@ class EmbeddedCluster(Cluster):
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
-        matcher = parse_selector(label_selector)
+        labels = parse_selector(label_selector)
+        fields = parse_field_selector(kind, field_selector)
         items, rv = await self._call(storage.list_op, kind, namespace if kind.namespaced else "")
-        items = [i for i in items if matcher(i["metadata"].get("labels") or {})]
+        items = [i for i in items if labels(i["metadata"].get("labels") or {}) and fields(i)]
         return ObjectList(items=items, resource_version=str(rv))
 
     async def create(self, manifest: Manifest) -> Manifest:

@@ -119,8 +119,10 @@ class KubeCluster(Cluster):
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
-        query = [("labelSelector", label_selector)] if label_selector else []
+        selectors = (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        query = [(key, value) for key, value in selectors if value]
         listed = await self._request("GET", _collection_path(kind, namespace), query=query)
         items = [_with_kind(item, kind) for item in listed.get("items") or []]
         version = str((listed.get("metadata") or {}).get("resourceVersion", ""))

@@ -355,3 +355,53 @@ async def test_unknown_secret_kind_is_not_a_broker(cluster: Cluster) -> None:
     )
     assert (await cluster.get(SECRETS, "same", namespace=NS))["kind"] == "Secret"
     assert (await cluster.get(BROKERS, "same", namespace=NS))["kind"] == "Broker"
+
+
+async def test_field_selectors_find_an_objects_events(cluster: Cluster) -> None:
+    """What `kubectl describe` asks: the Events whose involvedObject is the object."""
+    one = await cluster.create(broker_manifest("one"))
+    two = await cluster.create(broker_manifest("two"))
+    for involved, reason in ((one, "Selected"), (two, "Selected"), (one, "Unhealthy")):
+        await cluster.create_event(
+            involved=involved,
+            reason=reason,
+            message="m",
+            type="Warning",
+            now="2026-01-01T00:00:00Z",
+        )
+    uid = one["metadata"]["uid"]
+    selector = (
+        f"involvedObject.name=one,involvedObject.namespace={NS},"
+        f"involvedObject.kind=Broker,involvedObject.uid={uid}"
+    )
+    found = await cluster.list(EVENTS, namespace=NS, field_selector=selector)
+    assert sorted(e["reason"] for e in found.items) == ["Selected", "Unhealthy"]
+    warnings = await cluster.list(EVENTS, field_selector="reason!=Selected,type==Warning")
+    assert [e["involvedObject"]["name"] for e in warnings.items] == ["one"]
+    by_source = await cluster.list(EVENTS, field_selector="source=kidp-ops")
+    assert len(by_source.items) == 3
+
+
+async def test_field_selectors_on_metadata_and_labels_together(cluster: Cluster) -> None:
+    gold = broker_manifest("a", namespace="ns1")
+    gold["metadata"]["labels"] = {"tier": "gold"}
+    await cluster.create(gold)
+    await cluster.create(broker_manifest("b", namespace="ns1"))
+    await cluster.create(broker_manifest("a", namespace="ns2"))
+    named = await cluster.list(BROKERS, field_selector="metadata.name=a")
+    assert [i["metadata"]["namespace"] for i in named.items] == ["ns1", "ns2"]
+    both = await cluster.list(
+        BROKERS, field_selector="metadata.namespace!=ns2", label_selector="tier"
+    )
+    assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in both.items] == [
+        ("ns1", "a")
+    ]
+    assert (await cluster.list(BROKERS, field_selector="metadata.name=")).items == []
+
+
+async def test_unsupported_field_selector_is_invalid(cluster: Cluster) -> None:
+    await cluster.create(broker_manifest("a"))
+    with pytest.raises(Invalid, match=r"field label not supported: spec\.region"):
+        await cluster.list(BROKERS, field_selector="spec.region=us-east-1")
+    with pytest.raises(Invalid, match="field label not supported: reason"):
+        await cluster.list(SECRETS, field_selector="reason=x")

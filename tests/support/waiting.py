@@ -14,8 +14,10 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 Check = Callable[[], bool | Awaitable[bool]]
+T = TypeVar("T")
 
 
 async def until(
@@ -30,17 +32,19 @@ async def until(
 
 
 def until_sync(
-    predicate: Callable[[], bool],
+    predicate: Callable[[], T],
     timeout: float = 5.0,
     every: float = 0.01,
     *,
     what: str = "condition",
-) -> None:
-    """`until` for code without an event loop (a test driving subprocesses)."""
+) -> T:
+    """`until` for code without an event loop (a test driving subprocesses); returns the
+    predicate's first truthy value."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (found := predicate()):
         assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
         time.sleep(every)
+    return found
 
 
 async def _holds(predicate: Check) -> bool:
