@@ -303,7 +303,7 @@ def render(
         "recent decisions:",
     ]
     latest: dict[str, Any] = {}  # the last decision per request: retries are not news
-    for record in sink.selections:
+    for record in sink.selections():
         latest.pop(record.request, None)
         latest[record.request] = record
     for record in list(latest.values())[-6:]:
@@ -457,12 +457,12 @@ def summary(daemon: Daemon, sink: MemorySink, *, started: float) -> str:
 
     now = datetime.now(UTC)
     brokers = sorted(daemon.brokers.items(), key=lambda o: o["metadata"]["name"])
-    chosen = Counter(r.broker for r in sink.selections if r.broker)
-    unplaced = sum(1 for r in sink.selections if not r.broker)
+    chosen = Counter(r.broker for r in sink.selections() if r.broker)
+    unplaced = sum(1 for r in sink.selections() if not r.broker)
     lines = [
         f"kidp-ops dev ran {time.monotonic() - started:.0f}s: {one_line(daemon)}",
-        f"probes: {len(sink.probes)} ({sum(1 for p in sink.probes if not p.ok)} failed); "
-        f"selection decisions: {len(sink.selections)}; placed on "
+        f"probes: {len(sink.probes())} ({sum(1 for p in sink.probes() if not p.ok)} failed); "
+        f"selection decisions: {len(sink.selections())}; placed on "
         + ", ".join(f"{b} {n}" for b, n in chosen.most_common())
         + f"; no broker fitted {unplaced} time(s)",
         "",

@@ -91,6 +91,7 @@ def criteria_for(database: Database, registry: KnowsRegions) -> SelectionCriteri
         provider=spec.provider or spec.engine,
         cloud_provider=cloud,
         region=region,
+        namespace=database.metadata.namespace,
     )
 
 

@@ -24,6 +24,9 @@ class Regions:
         return self._regions
 
 
+NS = "team-payments"
+
+
 def database(**spec: Any) -> Database:
     return Database.from_manifest(
         {
@@ -86,22 +89,23 @@ def test_parse_round_trips_known_regions(cloud: str, region: str, env: str | Non
 
 def test_criteria_from_target_and_engine() -> None:
     criteria = criteria_for(database(target="aws-us-west-2-prod"), Regions(KNOWN))
-    assert criteria == SelectionCriteria("Database", "postgresql", "aws", "us-west-2")
+    assert criteria == SelectionCriteria("Database", "postgresql", "aws", "us-west-2", NS)
 
 
 def test_explicit_fields_win_over_the_target() -> None:
     db = database(target="aws-us-west-2-prod", provider="aurora", cloudProvider="gcp")
     assert criteria_for(db, Regions(KNOWN)) == SelectionCriteria(
-        "Database", "aurora", "gcp", "us-west-2"
+        "Database", "aurora", "gcp", "us-west-2", NS
     )
     both = database(target="nonsense", cloudProvider="azure", region="eastus")
     assert criteria_for(both, Regions(KNOWN)) == SelectionCriteria(
-        "Database", "postgresql", "azure", "eastus"
+        "Database", "postgresql", "azure", "eastus", NS
     )
 
 
 def test_no_target_means_anywhere() -> None:
-    assert criteria_for(database(), Regions([])) == SelectionCriteria("Database", "postgresql")
+    expected = SelectionCriteria("Database", "postgresql", namespace=NS)  # allowedNamespaces
+    assert criteria_for(database(), Regions([])) == expected
 
 
 def test_unreadable_target_is_an_error() -> None:

@@ -1,17 +1,24 @@
-"""History: every probe result and every selection decision, for the dashboard and notebooks.
+"""History: every probe, selection decision and Database lifecycle step, for people.
 
-This package defines the sink the reconcilers write to. The durable store (heartbeats, load
-and selections over time, with pandas readers) arrives with the history issue; until then
-`MemorySink` keeps a bounded window in memory (what `kidp-ops dev` shows) and `NullSink`
-drops everything.
+The reconcilers write to a `HistorySink`; the dashboard and the notebooks read through a
+`HistoryReader`. `MemorySink` is both, bounded, in memory (the daemon's own view, and the
+tests'); `NullSink` drops everything. The durable store (SQLite in the state directory,
+with pandas readers) implements the same two protocols.
+
+Records are plain frozen dataclasses: what happened, when (aware UTC), about whom
+(`namespace/name` keys). Readers return them oldest first.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from types import MappingProxyType
+from typing import Literal, Protocol, TypeVar
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +28,12 @@ class ProbeRecord:
     time: datetime
     broker: str  # namespace/name
     ok: bool
-    phase: str
+    phase: str  # the broker's phase after this probe
     latency_ms: float | None
     active_deployments: int | None
-    reason: str = ""
+    reason: str = ""  # why it failed ("" when ok)
+    max_concurrent_deployments: int | None = None  # the spec's, at probe time (0: unlimited)
+    version: str | None = None  # what the broker reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +46,60 @@ class SelectionRecord:
     provider: str | None
     cloud_provider: str | None
     region: str | None
-    broker: str | None
+    broker: str | None  # namespace/name of the chosen one; None: nothing fitted
     score: float | None
-    candidates: int
-    eligible: int
-    reason: str = ""
+    candidates: int  # brokers known to the registry
+    eligible: int  # brokers that passed every filter
+    reason: str = ""  # why nothing fitted
+    namespace: str | None = None  # the request's namespace (allowedNamespaces)
+    parts: tuple[float, float, float] | None = None  # priority, load, heartbeat of the score
+    rejections: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # filter -> brokers
+
+
+LifecycleStep = Literal[
+    "created", "scheduled", "accepted", "ready", "failed", "deleting", "deleted", "abandoned"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRecord:
+    """One step in a Database's life: provision latency is `ready` minus `created`."""
+
+    time: datetime
+    request: str  # namespace/name of the Database
+    step: LifecycleStep
+    broker: str | None = None
+    deployment_id: str | None = None
+    message: str = ""
 
 
 class HistorySink(Protocol):
     def record_probe(self, record: ProbeRecord) -> None: ...
 
     def record_selection(self, record: SelectionRecord) -> None: ...
+
+    def record_lifecycle(self, record: LifecycleRecord) -> None: ...
+
+
+class HistoryReader(Protocol):
+    """Reading history back, oldest first; `limit` keeps the newest that many."""
+
+    def probes(
+        self, *, broker: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[ProbeRecord]: ...
+
+    def selections(
+        self,
+        *,
+        request: str | None = None,
+        broker: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[SelectionRecord]: ...
+
+    def lifecycle(
+        self, *, request: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[LifecycleRecord]: ...
 
 
 class NullSink:
@@ -57,16 +109,58 @@ class NullSink:
     def record_selection(self, record: SelectionRecord) -> None:
         pass
 
+    def record_lifecycle(self, record: LifecycleRecord) -> None:
+        pass
+
+
+R = TypeVar("R", ProbeRecord, SelectionRecord, LifecycleRecord)
+
+
+def _newest(records: Iterable[R], since: datetime | None, limit: int | None) -> list[R]:
+    kept = [r for r in records if since is None or r.time >= since]
+    return kept[-limit:] if limit is not None else kept
+
 
 class MemorySink:
-    """The last `limit` records of each kind, oldest first."""
+    """The last `limit` records of each kind, oldest first; a HistorySink and a reader."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        self.probes: deque[ProbeRecord] = deque(maxlen=limit)
-        self.selections: deque[SelectionRecord] = deque(maxlen=limit)
+        self.probes_kept: deque[ProbeRecord] = deque(maxlen=limit)
+        self.selections_kept: deque[SelectionRecord] = deque(maxlen=limit)
+        self.lifecycle_kept: deque[LifecycleRecord] = deque(maxlen=limit)
 
     def record_probe(self, record: ProbeRecord) -> None:
-        self.probes.append(record)
+        self.probes_kept.append(record)
 
     def record_selection(self, record: SelectionRecord) -> None:
-        self.selections.append(record)
+        self.selections_kept.append(record)
+
+    def record_lifecycle(self, record: LifecycleRecord) -> None:
+        self.lifecycle_kept.append(record)
+
+    def probes(
+        self, *, broker: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[ProbeRecord]:
+        mine = (p for p in self.probes_kept if broker is None or p.broker == broker)
+        return _newest(mine, since, limit)
+
+    def selections(
+        self,
+        *,
+        request: str | None = None,
+        broker: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[SelectionRecord]:
+        mine = (
+            s
+            for s in self.selections_kept
+            if (request is None or s.request == request) and (broker is None or s.broker == broker)
+        )
+        return _newest(mine, since, limit)
+
+    def lifecycle(
+        self, *, request: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[LifecycleRecord]:
+        mine = (r for r in self.lifecycle_kept if request is None or r.request == request)
+        return _newest(mine, since, limit)

@@ -191,6 +191,8 @@ class BrokerReconciler(QueueFed):
                 latency_ms=latency,
                 active_deployments=state.active_deployments,
                 reason=reason,
+                max_concurrent_deployments=broker.spec.max_concurrent_deployments,
+                version=state.version,
             )
         )
         if self.metrics is not None:

@@ -33,6 +33,7 @@ from kidp_ops.reconcilers.outcomes import (
     stamped,
 )
 from kidp_ops.reconcilers.placing import PlacingSteps
+from kidp_ops.times import parse_time
 
 __all__ = ["DEFAULT_POLL_AFTER", "DatabaseReconciler", "NoClient"]
 CALLBACK_WRITE_ATTEMPTS = 4
@@ -109,6 +110,8 @@ class DatabaseReconciler(PlacingSteps, DeprovisioningSteps, QueueFed):
         match step:
             case p.AddFinalizer():
                 await self._patch_meta(obj, patches.finalizer_patch(obj, add=True))
+                created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+                self._lifecycle(obj, "created", at=created)
             case p.Schedule():
                 return await self._schedule(key, obj, now)
             case p.Provision(broker=broker):

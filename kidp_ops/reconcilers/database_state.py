@@ -21,7 +21,7 @@ from kidp_ops.clock import utc_now
 from kidp_ops.cluster.base import DATABASES, Cluster, ClusterError, NotFound
 from kidp_ops.controller.informer import Informer
 from kidp_ops.controller.queue import Result, WorkQueue
-from kidp_ops.history import HistorySink, NullSink
+from kidp_ops.history import HistorySink, LifecycleRecord, LifecycleStep, NullSink
 from kidp_ops.kinds import object_key
 from kidp_ops.reconcilers import provisioning as p
 from kidp_ops.reconcilers.clients import BrokerClients, CredentialsError
@@ -148,6 +148,30 @@ class DatabaseState:
             )
         except ClusterError as exc:  # events are best effort
             log.warning("cannot record event %s on %s: %s", reason, object_key(obj), exc)
+
+    def _lifecycle(
+        self,
+        obj: Mapping[str, Any],
+        step: LifecycleStep,
+        *,
+        broker: str | None = None,
+        deployment_id: str | None = None,
+        message: str = "",
+        at: datetime | None = None,
+    ) -> None:
+        """Record a step of the Database's life in the history (provision latency)."""
+        status = obj.get("status") or {}
+        ref = p.broker_ref(obj)
+        self.history.record_lifecycle(
+            LifecycleRecord(
+                time=at or self.clock(),
+                request=object_key(obj),
+                step=step,
+                broker=broker or (ref.key if ref else None),
+                deployment_id=deployment_id or status.get("deploymentId"),
+                message=message,
+            )
+        )
 
     def _failed(self, key: str, broker: p.BrokerKey) -> Result:
         """A broker call failed: try again after the key's backoff, or as soon as the

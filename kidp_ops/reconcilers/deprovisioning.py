@@ -56,6 +56,7 @@ class DeprovisioningSteps(DatabaseState):
             obj, broker=broker, deployment_id=deployment_id, message="", now=now
         )
         obj = await self._patch_status(obj, patch)
+        self._lifecycle(obj, "deleting", broker=broker.key, deployment_id=deployment_id)
         await self._event(
             obj,
             "DeprovisionAccepted",
@@ -178,6 +179,7 @@ class DeprovisioningSteps(DatabaseState):
         """The deployment is confirmed gone (or never existed): the Database may go."""
         await self._event(obj, "Deprovisioned", message)
         await self._patch_meta(obj, patches.finalizer_patch(obj, add=False))
+        self._lifecycle(obj, "deleted", message=message)
 
     async def _abandon(
         self, obj: Mapping[str, Any], broker: p.BrokerKey | None, deployment_id: str | None
@@ -196,3 +198,6 @@ class DeprovisioningSteps(DatabaseState):
             warning=True,
         )
         await self._patch_meta(obj, patches.finalizer_patch(obj, add=False))
+        self._lifecycle(
+            obj, "abandoned", broker=broker.key if broker else None, deployment_id=deployment_id
+        )

@@ -7,6 +7,7 @@ away is retried with backoff, and at once when it reports Ready again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from kidp_ops.reconcilers import patches
 from kidp_ops.reconcilers import provisioning as p
 from kidp_ops.reconcilers.database_state import DatabaseState, NoClient, log
 from kidp_ops.reconcilers.outcomes import DeploymentResult, deployment_result
-from kidp_ops.selection import SelectionCriteria, failed_filter
+from kidp_ops.selection import Candidate, SelectionCriteria, failed_filter
 
 
 class PlacingSteps(DatabaseState):
@@ -55,11 +56,12 @@ class PlacingSteps(DatabaseState):
         self._waiting.discard(key)
         broker = p.BrokerKey(chosen.broker.metadata.namespace, chosen.broker.metadata.name)
         event = p.selected_event(broker, chosen.score or 0.0, count)
-        self._record_selection(key, criteria, chosen.broker.key, chosen.score, count, now)
+        self._record_selection(key, criteria, chosen, count, now)
         obj = await self._patch_status(
             obj, patches.intent_patch(obj, broker=broker, event=event, now=now)
         )
         await self._event(obj, "Selected", event)
+        self._lifecycle(obj, "scheduled", broker=broker.key, message=event)
         return await self._provision(key, obj, broker)
 
     async def _no_broker(
@@ -78,7 +80,8 @@ class PlacingSteps(DatabaseState):
         }
         message = p.no_broker_message(criteria, candidates, failed)
         self._waiting.add(key)
-        self._record_selection(key, criteria, None, None, 0, now, reason=message)
+        rejections = Counter(str(found) for found in failed.values())
+        self._record_selection(key, criteria, None, 0, now, reason=message, rejections=rejections)
         status = obj.get("status") or {}
         if status.get("message") != message or status.get("phase") != "Pending":
             patch = patches.unschedulable_patch(
@@ -91,13 +94,15 @@ class PlacingSteps(DatabaseState):
         self,
         key: str,
         criteria: SelectionCriteria,
-        broker: str | None,
-        score: float | None,
+        chosen: Candidate | None,
         eligible: int,
         now: datetime,
         *,
         reason: str = "",
+        rejections: Mapping[str, int] | None = None,
     ) -> None:
+        broker = chosen.broker.key if chosen is not None else None
+        parts = chosen.parts if chosen is not None else None
         self.history.record_selection(
             SelectionRecord(
                 time=now,
@@ -107,10 +112,13 @@ class PlacingSteps(DatabaseState):
                 cloud_provider=criteria.cloud_provider,
                 region=criteria.region,
                 broker=broker,
-                score=score,
+                score=chosen.score if chosen is not None else None,
                 candidates=len(self.registry),
                 eligible=eligible,
                 reason=reason,
+                namespace=criteria.namespace,
+                parts=(parts.priority, parts.load, parts.heartbeat) if parts else None,
+                rejections=dict(rejections or {}),
             )
         )
         if self.metrics is not None:
@@ -152,6 +160,7 @@ class PlacingSteps(DatabaseState):
             "ProvisioningAccepted",
             f"broker {broker} accepted: deployment {accepted.deployment_id}",
         )
+        self._lifecycle(obj, "accepted", broker=broker.key, deployment_id=accepted.deployment_id)
         return Result(requeue_after=0.0 if resumed else self.poll_after)
 
     async def _provision_failed(
@@ -180,6 +189,7 @@ class PlacingSteps(DatabaseState):
                 )
                 obj = await self._patch_status(obj, patch)
                 await self._event(obj, "ProvisioningRejected", error, warning=True)
+                self._lifecycle(obj, "failed", broker=broker.key, message=error)
                 return None
         before = (obj.get("status") or {}).get("message")
         patch = patches.provision_error_patch(
@@ -253,6 +263,8 @@ class PlacingSteps(DatabaseState):
             if result.port is not None:
                 where += f":{result.port}"
             await self._event(obj, "Provisioned", f"ready at {where}")
+            self._lifecycle(obj, "ready", message=f"ready at {where}")
         elif after == "Failed":
             self._release(obj)
             await self._event(obj, "ProvisioningFailed", result.message, warning=True)
+            self._lifecycle(obj, "failed", message=result.message)

@@ -110,7 +110,7 @@ async def test_healthy_broker_turns_ready_with_what_it_reports(
     assert status["observedGeneration"] == 1
     assert status["lastHeartbeat"]
     assert ready_condition(status)["status"] == "True"
-    assert rig.history.probes[-1].ok and rig.history.probes[-1].phase == "Ready"
+    assert rig.history.probes()[-1].ok and rig.history.probes()[-1].phase == "Ready"
 
 
 async def test_killed_then_restarted(rig: Rig, processes: Callable[..., BrokerProcess]) -> None:
@@ -149,7 +149,7 @@ async def test_bad_health_answers_are_failures_with_their_reason(
     started = time.monotonic()
     status = await rig.probe(key)
     assert time.monotonic() - started < 3
-    assert rig.history.probes[-1].reason == reason
+    assert rig.history.probes()[-1].reason == reason
     # Never answered well: still Pending (no Pending -> Unhealthy step), with the reason.
     assert status["phase"] == "Pending"
     assert status["message"] == reason
@@ -220,29 +220,29 @@ async def test_schedule_hang_does_not_delay_others_and_spec_change_probes_at_onc
     try:
         await asyncio.sleep(12.5)
         times = {
-            k: [p.time for p in rig.history.probes if p.broker == k] for k in (good_key, hung_key)
+            k: [p.time for p in rig.history.probes() if p.broker == k] for k in (good_key, hung_key)
         }
         # Interval 5 s +-10%: probes start near 0, 5 and 10 s for both, hung or not (a hung
         # one is recorded when its 1 s timeout ends).
         assert len(times[good_key]) == 3, times
         assert len(times[hung_key]) == 3, times
-        assert all(not p.ok for p in rig.history.probes if p.broker == hung_key)
+        assert all(not p.ok for p in rig.history.probes() if p.broker == hung_key)
         gaps = [
             (b - a).total_seconds()
             for a, b in zip(times[good_key], times[good_key][1:], strict=False)
         ]
         assert all(4.4 <= gap <= 5.6 for gap in gaps), gaps
         # A spec change (new endpoint) is probed at once, not at the next interval.
-        count = len(rig.history.probes)
+        count = len(rig.history.probes())
         await rig.cluster.patch(BROKERS, "hung", {"spec": {"endpoint": good.url}}, namespace=NS)
-        await until(lambda: len(rig.history.probes) > count, timeout=2)
-        assert rig.history.probes[-1].broker == hung_key and rig.history.probes[-1].ok
+        await until(lambda: len(rig.history.probes()) > count, timeout=2)
+        assert rig.history.probes()[-1].broker == hung_key and rig.history.probes()[-1].ok
         # A deleted broker is not probed again.
         await rig.cluster.delete(BROKERS, "good", namespace=NS)
         await until(lambda: rig.informer.get(good_key) is None)
-        seen = len([p for p in rig.history.probes if p.broker == good_key])
+        seen = len([p for p in rig.history.probes() if p.broker == good_key])
         await asyncio.sleep(6)
-        assert len([p for p in rig.history.probes if p.broker == good_key]) == seen
+        assert len([p for p in rig.history.probes() if p.broker == good_key]) == seen
     finally:
         rig.reconciler.detach()
         await pool.stop(grace=2)

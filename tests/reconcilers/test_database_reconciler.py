@@ -388,7 +388,10 @@ async def test_databases_go_ready_through_signed_callbacks(tmp_path: Path, spawn
         # Ready came from the signed callbacks, well before the first poll (120 s).
         accepted = {v.deployment_id for v in rig.server.accepted()}
         assert {status(db)["deploymentId"] for db in ready.values()} <= accepted
-        assert {s.request for s in rig.history.selections} == {f"{TEAM}/{n}" for n in names}
+        assert {s.request for s in rig.history.selections()} == {f"{TEAM}/{n}" for n in names}
+        for record in rig.history.selections():
+            assert record.namespace == TEAM and record.parts is not None
+            assert record.score == sum(record.parts) and record.eligible >= 1
 
 
 # --- 2. intent first ---------------------------------------------------------------------------
@@ -580,6 +583,8 @@ async def test_deletion_ends_only_when_the_broker_confirms(tmp_path: Path, spawn
         assert (held["deploymentId"], held["phase"]) == (deployment, "Deleting")
         await rig.wait_gone("orders")
         assert await broker.inventory() == []
+        steps = [r.step for r in rig.history.lifecycle(request=f"{TEAM}/orders")]
+        assert steps == ["created", "scheduled", "accepted", "ready", "deleting", "deleted"]
         events = await rig.events("orders")
         reasons = [reason for reason, _ in events]
         assert reasons[-2:] == ["DeprovisionAccepted", "Deprovisioned"], events
@@ -686,7 +691,7 @@ async def test_a_burst_spreads_by_capacity_without_duplicates(tmp_path: Path, sp
         accepted = {v.deployment_id for v in rig.server.accepted()}
         assert len(accepted) == len(names)  # every one through its callback, none lost
         # One selection each: the reservations placed them, no 429 made anyone move.
-        assert sorted(s.request for s in rig.history.selections) == [f"{TEAM}/{n}" for n in names]
+        assert sorted(s.request for s in rig.history.selections()) == [f"{TEAM}/{n}" for n in names]
         # A crash between the provision call and recording its answer, for a few of them:
         # they are provisioned again with the same requestId.
         for name in names[::6]:
