@@ -172,18 +172,9 @@ class CallbackGate:
         self._memory = memory
 
     def check(self, headers: Mapping[str, str], body: bytes, *, now: datetime) -> Verdict:
-        name = headers.get(HEADER_BROKER_NAME, "")
-        stamp = headers.get(HEADER_TIMESTAMP, "")
-        signature = headers.get(HEADER_SIGNATURE, "")
-        missing = [
-            header
-            for header, value in (
-                (HEADER_BROKER_NAME, name),
-                (HEADER_TIMESTAMP, stamp),
-                (HEADER_SIGNATURE, signature),
-            )
-            if not value
-        ]
+        wanted = (HEADER_BROKER_NAME, HEADER_TIMESTAMP, HEADER_SIGNATURE)
+        name, stamp, signature = (headers.get(header, "") for header in wanted)
+        missing = [header for header in wanted if not headers.get(header)]
         if missing:
             return Verdict(400, f"missing header {', '.join(missing)}")
         if len(body) > MAX_BODY:

@@ -4,19 +4,23 @@ Only the standard library is imported at start-up, so `kidp-ops --help` stays fa
 each command imports what it needs.
 """
 
+# size: every command's parser and dispatch in one place (cli only parses; the work is in commands)
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from kidp_ops.cluster.target import target_from_args, target_options
-from kidp_ops.errors import ClusterError
+from kidp_ops.errors import ClusterError, NotConnected
 from kidp_ops.kinds import kind_by_name
 from kidp_ops.simbroker.cli import add_parser as add_broker_parser
 from kidp_ops.simbroker.cli import run as run_broker
+from kidp_ops.trust import DEFAULT_BROKER_NAMESPACES
 
 DESCRIPTION = """\
 kidp-ops runs the broker layer of an internal developer platform: Broker and Database
@@ -43,16 +47,18 @@ def _kind_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# size: flat argparse declarations, one statement per command and option
 def build_parser() -> argparse.ArgumentParser:
+    target = target_options()
     parser = argparse.ArgumentParser(
         prog="kidp-ops",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[target],  # also before the command: kidp-ops --state DIR get brokers
     )
     parser.add_argument("--version", action="version", version="kidp-ops 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    target = target_options()
 
     validate = sub.add_parser(
         "validate",
@@ -91,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="every namespace (the default when -n is not given)",
     )
     get.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
+    get.add_argument(
+        "-l", "--selector", metavar="SELECTOR", help="label selector, e.g. -l tier=gold,env!=dev"
+    )
+    get.add_argument(
+        "--field-selector",
+        metavar="SELECTOR",
+        help="field selector as kube-apiserver offers it, e.g. type=Warning for events",
+    )
+    get.add_argument(
+        "--for",
+        dest="for_object",
+        metavar="KIND/NAME",
+        help="events only: the Events of one object, e.g. get events --for db/orders -n team-a",
+    )
 
     delete = sub.add_parser("delete", parents=[target], help="delete an object")
     _kind_argument(delete)
@@ -197,6 +217,7 @@ def _serve_parser(sub: Any, target: argparse.ArgumentParser) -> None:
     _api_port_argument(serve)
 
 
+# size: flat argparse declarations, one per option
 def _daemon_parser(sub: Any, target: argparse.ArgumentParser) -> None:
     daemon = sub.add_parser(
         "daemon",
@@ -217,6 +238,11 @@ def _daemon_parser(sub: Any, target: argparse.ArgumentParser) -> None:
         "--callback-url",
         metavar="URL",
         help="the URL brokers call back (default: this server's own /v1/callback)",
+    )
+    _broker_namespace_argument(
+        daemon,
+        "trust Brokers in namespace NS only (repeatable; default: kidp-system): Brokers "
+        "elsewhere are neither probed nor selected and get the condition Accepted=False",
     )
     daemon.add_argument(
         "--leader-elect",
@@ -255,6 +281,7 @@ exit status: 0 a broker was selected, 1 none matches (the reasons are shown), 2 
 """
 
 
+# size: flat argparse declarations, one per option
 def _select_parser(sub: Any, target: argparse.ArgumentParser) -> None:
     select = sub.add_parser(
         "select",
@@ -297,6 +324,11 @@ def _select_parser(sub: Any, target: argparse.ArgumentParser) -> None:
     select.add_argument(
         "--explain", action="store_true", help="show every broker with its score or rejection"
     )
+    _broker_namespace_argument(
+        select,
+        "consider Brokers in namespace NS only, as a daemon started with the same flags "
+        "would (repeatable; default: kidp-system, or every namespace with -f)",
+    )
     select.add_argument("-o", "--output", choices=("table", "json"), default="table")
     select.set_defaults(usage_error=select.error)
 
@@ -305,6 +337,7 @@ def _kind(name: str) -> Any:
     return kind_by_name(name)
 
 
+# size: one branch per command, each a call into commands
 def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]] | int:
     # lazy (start-up time): each command loads what it needs, --help loads none of it
     from kidp_ops import commands
@@ -314,19 +347,19 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         return commands.validate(args.paths, out=out, err=err)
     if args.command == "broker":
         return run_broker(args)
-    target = target_from_args(args)
+    target = target_from_args(args, existing=args.command in ("get", "delete", "select"))
     if args.command == "apply":
         return lambda: commands.apply(args.paths, target, out=out, err=err)
     if args.command == "get":
-        return lambda: commands.get(
+        request = commands.GetRequest(
             _kind(args.kind),
             args.name,
-            target,
             namespace=args.namespace,
-            output=args.output,
-            out=out,
-            err=err,
+            label_selector=args.selector,
+            field_selector=args.field_selector,
+            for_object=args.for_object,
         )
+        return lambda: commands.get(request, target, output=args.output, out=out, err=err)
     if args.command == "delete":
         return lambda: commands.delete(
             _kind(args.kind), args.name, target, namespace=args.namespace, out=out, err=err
@@ -350,6 +383,25 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
     return lambda: devenv.run(target, options, out=out, err=err)
 
 
+def _broker_namespace_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--broker-namespace",
+        dest="broker_namespaces",
+        action="append",
+        type=_namespace,
+        metavar="NS",
+        help=help_text,
+    )
+
+
+def _namespace(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a namespace name (lower-case letters, digits and '-')"
+        )
+    return text
+
+
 def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any, Any, int]]:
     from kidp_ops import daemon, logs  # lazy: start-up time
 
@@ -363,6 +415,7 @@ def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any
         lease_duration=args.lease_duration,
         renew_deadline=args.lease_duration * 2 / 3,
         retry_period=args.lease_duration / 7.5,
+        broker_namespaces=tuple(args.broker_namespaces or DEFAULT_BROKER_NAMESPACES),
     )
     return lambda: daemon.serve(target, config, err=sys.stderr)
 
@@ -385,6 +438,7 @@ def _select(
         namespace=args.namespace,
         files=tuple(args.paths),
         now=args.now,
+        broker_namespaces=tuple(args.broker_namespaces or ()),
     )
     return lambda: commands.select(
         request, target, explain=args.explain, output=args.output, out=sys.stdout, err=sys.stderr
@@ -400,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         work = _dispatch(args)
         return work if isinstance(work, int) else asyncio.run(work())
+    except NotConnected as exc:  # a problem here (state directory, kubeconfig), not a server's
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
     except ClusterError as exc:
         prefix = "error" if exc.reason in ("Invalid", "Ambiguous") else "Error from server"
         print(f"{prefix} ({exc.reason}): {exc.message}", file=sys.stderr)

@@ -18,11 +18,13 @@ from kidp_ops import output as fmt
 from kidp_ops.cluster.base import (
     BROKERS,
     DATABASES,
+    EVENTS,
     Cluster,
     ClusterError,
     Invalid,
     NotFound,
     ResourceKind,
+    kind_by_name,
     kind_for_manifest,
 )
 from kidp_ops.cluster.target import Target, connect
@@ -30,6 +32,7 @@ from kidp_ops.model import manifests
 from kidp_ops.model.resources import Broker, Database
 from kidp_ops.placement import PlacementError, criteria_for, known_regions
 from kidp_ops.selection import SelectionCriteria, rank
+from kidp_ops.trust import BrokerTrust
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -86,24 +89,63 @@ async def apply(paths: list[str], target: Target, *, out: TextIO, err: TextIO) -
     return FAILED if failed else OK
 
 
-async def get(
-    kind: ResourceKind,
-    name: str | None,
-    target: Target,
-    *,
-    namespace: str | None,
-    output: str,
-    out: TextIO,
-    err: TextIO,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    """`kidp-ops get TYPE [NAME]` with kubectl's selectors; `for_object` (`db/NAME`) picks
+    one object's Events, as `kubectl events --for` does."""
 
+    kind: ResourceKind
+    name: str | None = None
+    namespace: str | None = None
+    label_selector: str | None = None
+    field_selector: str | None = None
+    for_object: str | None = None
+
+    def selectors(self) -> tuple[str | None, str | None] | str:
+        """(label selector, field selector), or what is wrong with the request."""
+        fields = self.field_selector
+        if self.for_object is not None:
+            if self.kind is not EVENTS:
+                return "--for selects Events: kidp-ops get events --for db/NAME"
+            kind_name, _, name = self.for_object.partition("/")
+            try:
+                involved: ResourceKind | None = kind_by_name(kind_name)
+            except Invalid:
+                involved = None
+            if involved is None or not name:
+                return f"--for {self.for_object!r}: give KIND/NAME, e.g. db/orders or br/aws-east"
+            term = f"involvedObject.kind={involved.kind},involvedObject.name={name}"
+            fields = f"{fields},{term}" if fields else term
+        if self.name and (self.label_selector or fields):
+            return "a NAME cannot be given together with a selector or --for"
+        return self.label_selector, fields
+
+
+def _seen(event: dict[str, Any]) -> str:
+    """When an Event was last seen, as sortable RFC 3339 text."""
+    meta = event.get("metadata") or {}
+    when = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+    return str(when or meta.get("creationTimestamp") or "")
+
+
+async def get(request: GetRequest, target: Target, *, output: str, out: TextIO, err: TextIO) -> int:
+    selectors = request.selectors()
+    if isinstance(selectors, str):
+        print(f"error: {selectors}", file=err)
+        return USAGE
+    labels, fields = selectors
+    kind, name, namespace = request.kind, request.name, request.namespace
     async with await connect(target) as cluster:
         if name:
             items = [await _find(cluster, kind, name, namespace)]
             listed_rv = ""
         else:
-            listed = await cluster.list(kind, namespace=namespace)
+            listed = await cluster.list(
+                kind, namespace=namespace, label_selector=labels, field_selector=fields
+            )
             items, listed_rv = listed.items, listed.resource_version
+    if kind is EVENTS:  # oldest first, the latest next to the prompt (as `kubectl events`)
+        items.sort(key=_seen)
     if output in ("json", "yaml"):
         document = items[0] if name else fmt.as_list(items, listed_rv)
         print(fmt.dump(document, output), file=out)
@@ -201,6 +243,13 @@ class SelectRequest:
     namespace: str | None = None
     files: tuple[str, ...] = ()
     now: str | None = None
+    broker_namespaces: tuple[str, ...] = ()  # none: kidp-system, or every one with files
+
+    def trust(self) -> BrokerTrust:
+        """Which Brokers count, as a daemon with that --broker-namespace would see them."""
+        if self.broker_namespaces:
+            return BrokerTrust.of(self.broker_namespaces)
+        return BrokerTrust.everywhere() if self.files else BrokerTrust.of(None)
 
 
 async def select(
@@ -263,7 +312,18 @@ async def _select_inputs(request: SelectRequest, target: Target, err: TextIO) ->
             docs = (await cluster.list(BROKERS)).items
             if request.database:
                 docs += (await cluster.list(DATABASES, namespace=request.namespace)).items
-    brokers = [Broker.from_manifest(d) for d in docs if d.get("kind") == "Broker"]
+    trust = request.trust()
+    every = [Broker.from_manifest(d) for d in docs if d.get("kind") == "Broker"]
+    brokers = [b for b in every if trust.trusts(b.metadata.namespace)]
+    skipped = [b.key for b in every if not trust.trusts(b.metadata.namespace)]
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        named = ", ".join(skipped[:5]) + more
+        print(
+            f"note: {len(skipped)} Broker(s) outside the broker namespaces "
+            f"({trust.describe()}) not considered: {named} (--broker-namespace NS to include)",
+            file=err,
+        )
     databases = [Database.from_manifest(d) for d in docs if d.get("kind") == "Database"]
     seen: set[str] = set()
     for broker in brokers:

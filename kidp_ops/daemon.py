@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -26,11 +25,12 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from kidp_ops import guarded_http, logs
 from kidp_ops.callbacks import CallbackGate, DeploymentIndex, callback_gate, handle_callback
 from kidp_ops.clock import utc_now
 from kidp_ops.cluster.base import BROKERS, DATABASES, Cluster
 from kidp_ops.cluster.target import Target, connect
-from kidp_ops.controller.informer import Informer
+from kidp_ops.controller.informer import ChangeType, Handler, Informer, Manifest
 from kidp_ops.controller.leader import LeaderElector, LeadershipLost
 from kidp_ops.controller.queue import Result, WorkerPool, WorkQueue
 from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals
@@ -42,6 +42,7 @@ from kidp_ops.reconcilers.broker import BrokerReconciler
 from kidp_ops.reconcilers.clients import BrokerClients
 from kidp_ops.reconcilers.database import DatabaseReconciler
 from kidp_ops.registry import BrokerRegistry
+from kidp_ops.trust import DEFAULT_BROKER_NAMESPACES, BrokerTrust
 
 log = logging.getLogger("kidp_ops.daemon")
 
@@ -67,11 +68,13 @@ class DaemonConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
-    broker_workers: int = 256
+    broker_namespaces: tuple[str, ...] = DEFAULT_BROKER_NAMESPACES  # the trusted ones
+    broker_workers: int = 32  # they only start probes (tasks of the reconciler)
     database_workers: int = 16
     poll_after: float = 30.0
     grace: float = 25.0
     stale_after: float = 120.0  # /readyz fails when a watch has been silent this long
+    http_limits: guarded_http.Limits = field(default_factory=guarded_http.Limits)
 
 
 class Daemon:
@@ -84,6 +87,7 @@ class Daemon:
         self.metrics = Metrics()
         self.brokers = Informer(cluster, BROKERS)
         self.databases = Informer(cluster, DATABASES)
+        self.trust = BrokerTrust.of(config.broker_namespaces)
         self.registry = BrokerRegistry()
         self.index = DeploymentIndex()
         self.secrets = SecretCache(cluster)
@@ -92,7 +96,8 @@ class Daemon:
         self.elector: LeaderElector | None = None
         self.leading = asyncio.Event()
         self.callback_url = config.callback_url or ""
-        self._runner: web.AppRunner | None = None
+        self._http: guarded_http.Serving | None = None
+        self._refusals = logs.Throttle(log, per_minute=30)
         self.http_url = ""
         self._prober: Prober | None = None
         self.broker_reconciler: BrokerReconciler | None = None
@@ -117,6 +122,7 @@ class Daemon:
     def _build_reconcilers(self, prober: Prober) -> None:
         self._prober = prober
         self.broker_reconciler = BrokerReconciler(
+            trust=self.trust,
             cluster=self.cluster,
             informer=self.brokers,
             prober=prober,
@@ -136,9 +142,11 @@ class Daemon:
         self.gate = callback_gate(
             brokers=self.registry, databases=self.database_reconciler, index=self.index
         )
-        self.brokers.add_handler(self.registry.handle)
+        # Every Broker is watched (one outside the broker namespaces gets Accepted=False),
+        # but only trusted ones reach the registry (selection, callbacks) and retries.
+        self.brokers.add_handler(self._trusted(self.registry.handle))
         self.brokers.add_handler(self.broker_reconciler.handle)
-        self.brokers.add_handler(self.database_reconciler.on_broker)
+        self.brokers.add_handler(self._trusted(self.database_reconciler.on_broker))
         self.databases.add_handler(self.index.handle)
         self.databases.add_handler(self.database_reconciler.handle)
         self.metrics.add_sampler(self._samples)
@@ -194,6 +202,7 @@ class Daemon:
             for reconciler in reconcilers:
                 reconciler.detach()
             self._queues.clear()
+            await brokers.stop_probes()
 
     def _reconcilers(self) -> tuple[BrokerReconciler, DatabaseReconciler]:
         if self.broker_reconciler is None or self.database_reconciler is None:
@@ -216,6 +225,21 @@ class Daemon:
         return reconcile
 
     # --- metrics sampled at scrape time -------------------------------------------------
+
+    def _trusted(self, handler: Handler) -> Handler:
+        """`handler`, called only for Brokers in the broker namespaces."""
+
+        def call(change: ChangeType, obj: Manifest) -> None:
+            if self.trust.trusts((obj.get("metadata") or {}).get("namespace")):
+                handler(change, obj)
+
+        return call
+
+    def untrusted_brokers(self) -> int:
+        return sum(
+            not self.trust.trusts((obj.get("metadata") or {}).get("namespace"))
+            for obj in self.brokers.items()
+        )
 
     def _samples(self) -> Iterable[Any]:
         yield gauge(
@@ -244,51 +268,49 @@ class Daemon:
         yield gauge(
             "kidp_brokers_known", "Brokers in the registry.", {(): float(len(self.registry))}, []
         )
+        yield gauge(
+            "kidp_brokers_untrusted",
+            "Brokers outside the daemon's broker namespaces: neither probed nor selected.",
+            {(): float(self.untrusted_brokers())},
+            [],
+        )
 
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_post("/v1/callback", self._callback)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.http_host, self.config.http_port)
+        routes: dict[tuple[str, str], guarded_http.Handler] = {
+            ("GET", "/metrics"): self._metrics_handler,
+            ("GET", "/healthz"): self._healthz,
+            ("GET", "/readyz"): self._readyz,
+            ("POST", "/v1/callback"): self._callback,
+        }
         try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            where = f"{self.config.http_host}:{self.config.http_port}"
-            if exc.errno == errno.EADDRINUSE:
-                raise DaemonError(
-                    f"cannot listen on {where}: the address is already in use"
-                ) from None
-            raise DaemonError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        self._runner = runner
-        port = self.config.http_port
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            port = server.sockets[0].getsockname()[1]
+            self._http = await guarded_http.serve(
+                self.config.http_host,
+                self.config.http_port,
+                guarded_http.router(routes),
+                self.config.http_limits,
+            )
+        except guarded_http.ListenError as exc:
+            raise DaemonError(str(exc)) from None
         host = self.config.http_host
         shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
         if ":" in shown:  # an IPv6 address goes in brackets in a URL
             shown = f"[{shown}]"
-        self.http_url = f"http://{shown}:{port}"
+        self.http_url = f"http://{shown}:{self._http.port}"
         if not self.callback_url:
             self.callback_url = f"{self.http_url}/v1/callback"
 
     async def _stop_http(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
-    async def _metrics_handler(self, request: web.Request) -> web.Response:
+    async def _metrics_handler(self, request: web.BaseRequest) -> web.Response:
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def _healthz(self, request: web.BaseRequest) -> web.Response:
         return web.Response(text="ok\n")
 
     def readiness_problems(self) -> list[str]:
@@ -303,22 +325,24 @@ class Daemon:
                 problems.append(f"{name} watch silent for {age:.0f}s")
         return problems
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _readyz(self, request: web.BaseRequest) -> web.Response:
         problems = self.readiness_problems()
         if problems:
             return web.Response(status=503, text="not ready: " + "; ".join(problems) + "\n")
         return web.Response(text="ok\n")
 
-    async def _callback(self, request: web.Request) -> web.Response:
-        body = await request.read()
+    async def _callback(self, request: web.BaseRequest) -> web.Response:
+        body = await guarded_http.read_body(request, self.config.http_limits)
         if self.gate is None or self.database_reconciler is None:
             return web.json_response({"accepted": False, "reason": "starting"}, status=503)
         verdict = await handle_callback(
             self.gate, self.database_reconciler, request.headers, body, now=utc_now()
         )
         self.metrics.callbacks.labels("accepted" if verdict.accepted else str(verdict.status)).inc()
-        if not verdict.accepted:
-            log.warning("callback refused (%d): %s", verdict.status, verdict.reason)
+        if not verdict.accepted:  # attacker-controlled text: escaped, cut, rate-limited
+            self._refusals.warning(
+                "callback refused (%d): %s", verdict.status, logs.shown(verdict.reason)
+            )
         return web.json_response(
             {"accepted": verdict.accepted, "reason": verdict.reason}, status=verdict.status
         )

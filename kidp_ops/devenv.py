@@ -18,6 +18,8 @@ Ctrl-C or SIGTERM stops the creator, the daemon (gracefully) and every broker pr
 Broker processes also die with this one (PR_SET_PDEATHSIG), so none is left behind.
 """
 
+# size: the embedded default composes everything it runs; each part is small
+
 from __future__ import annotations
 
 import asyncio
@@ -125,6 +127,7 @@ class BrokerProcesses:
                 process.wait(5)
 
 
+# size: one process per broker: arguments, credentials, log, then the wait
 async def start_brokers(
     cluster: Cluster, brokers: Sequence[Mapping[str, Any]], state: Path
 ) -> BrokerProcesses:
@@ -351,6 +354,7 @@ async def show(
 # --- the command ---------------------------------------------------------------------------
 
 
+# size: the composition of dev: store, samples, brokers, daemon, view, in start order
 async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) -> int:
     if target.is_kube:
         print(
@@ -385,6 +389,7 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
             http_host=options.http_host,
             http_port=options.http_port,
             lease_namespace="kidp-system",
+            broker_namespaces=("kidp-system",),
             identity=None,
             poll_after=15.0,
             grace=5.0,

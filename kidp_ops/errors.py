@@ -28,6 +28,12 @@ class Unavailable(ClusterError):
     code = 503
 
 
+class NotConnected(Unavailable):
+    """A problem on this machine, before any server was asked: a state directory that is
+    missing or is a file, a kubeconfig that does not load. The person fixes it here, so
+    the CLI says `error: ...`, not `Error from server`."""
+
+
 class NotFound(ClusterError):
     reason = "NotFound"
     code = 404

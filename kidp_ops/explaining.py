@@ -56,6 +56,31 @@ def summary(criteria: SelectionCriteria, candidates: Sequence[Candidate]) -> str
     )
 
 
+def _row(index: int, candidate: Candidate, now: datetime, reserved: dict[str, int]) -> list[str]:
+    broker = candidate.broker
+    spec, status = broker.spec, broker.status
+    active = status.active_deployments + reserved.get(broker.key, 0)
+    limit = spec.max_concurrent_deployments
+    heartbeat = status.last_heartbeat
+    score = "-"
+    if candidate.parts is not None:
+        score = f"{candidate.parts.total:.1f} = {describe_parts(candidate.parts)}"
+    if candidate.accepted:
+        result = "selected" if index == 0 else "eligible"
+    else:
+        result = f"rejected: {candidate.rejected}"
+    return [
+        broker.key,
+        spec.cloud_provider,
+        spec.region or "*",
+        status.phase or "<none>",
+        f"{active}/{limit}" if limit else f"{active}/-",
+        human_age((now - heartbeat).total_seconds()) + " ago" if heartbeat else "never",
+        score,
+        result,
+    ]
+
+
 def table(
     candidates: Sequence[Candidate],
     *,
@@ -65,31 +90,7 @@ def table(
     """Every broker, best first: score parts for the eligible, the reason for the rest."""
     header = ["BROKER", "CLOUD", "REGION", "PHASE", "LOAD", "HEARTBEAT", "SCORE", "RESULT"]
     rows = [header]
-    for index, candidate in enumerate(candidates):
-        broker = candidate.broker
-        spec, status = broker.spec, broker.status
-        active = status.active_deployments + (reserved or {}).get(broker.key, 0)
-        limit = spec.max_concurrent_deployments
-        heartbeat = status.last_heartbeat
-        score = "-"
-        if candidate.parts is not None:
-            score = f"{candidate.parts.total:.1f} = {describe_parts(candidate.parts)}"
-        if candidate.accepted:
-            result = "selected" if index == 0 else "eligible"
-        else:
-            result = f"rejected: {candidate.rejected}"
-        rows.append(
-            [
-                broker.key,
-                spec.cloud_provider,
-                spec.region or "*",
-                status.phase or "<none>",
-                f"{active}/{limit}" if limit else f"{active}/-",
-                human_age((now - heartbeat).total_seconds()) + " ago" if heartbeat else "never",
-                score,
-                result,
-            ]
-        )
+    rows += [_row(i, candidate, now, reserved or {}) for i, candidate in enumerate(candidates)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     return "\n".join(
         "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))

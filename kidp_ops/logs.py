@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 
@@ -36,3 +38,44 @@ def configure(fmt: str = "text", *, level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("aiohttp.access", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def shown(text: str, limit: int = 160) -> str:
+    """Text from outside (a header, a body) fit for one log line: control characters and
+    non-ASCII escaped, cut to `limit` characters with a note of how much was cut."""
+    escaped = text.encode("unicode_escape").decode("ascii")
+    if len(escaped) <= limit:
+        return escaped
+    return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
+
+
+class Throttle:
+    """At most `per_minute` lines a minute through `logger`; what is held back is counted
+    and said in one line when the next minute's first line goes out (a counter metric
+    keeps every occurrence)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._per_minute = per_minute
+        self._clock = clock
+        self._window = -1
+        self._sent = 0
+        self.suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        window = int(self._clock() // 60)
+        if window != self._window:
+            if self.suppressed:
+                self._logger.warning("%d more like the line above were not logged", self.suppressed)
+            self._window, self._sent, self.suppressed = window, 0, 0
+        if self._sent < self._per_minute:
+            self._sent += 1
+            self._logger.warning(message, *args)
+        else:
+            self.suppressed += 1

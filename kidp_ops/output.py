@@ -9,57 +9,40 @@ from typing import Any
 
 import yaml
 
+from kidp_ops.cluster.apiserver_tables import columns_for
 from kidp_ops.cluster.base import ResourceKind
 from kidp_ops.model.bundled import load_crds
-from kidp_ops.times import human_age, parse_time
 
 
-def _lookup(obj: Mapping[str, Any], path: str) -> Any:
-    """A printer column's JSONPath (`.status.brokerRef.name`); None when absent."""
-    value: Any = obj
-    for part in path.strip(".").split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
+def _crd_of(kind: ResourceKind) -> dict[str, Any] | None:
+    return next((c for c in load_crds() if c["metadata"]["name"] == kind.resource), None)
 
 
-def _cell(value: Any, column: Mapping[str, Any], now: datetime) -> str:
-    if value is None or value == "":
+def _shown(value: Any) -> str:
+    """A cell as kubectl prints it: a missing value is `<none>`."""
+    if value is None:
         return "<none>"
-    if column.get("type") == "date":
-        when = parse_time(value)
-        return human_age((now - when).total_seconds()) if when else "<unknown>"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-def printer_columns(kind: ResourceKind) -> list[dict[str, Any]]:
-    """The CRD's additionalPrinterColumns (a built-in kind gets only AGE)."""
-    for crd in load_crds():
-        if crd["metadata"]["name"] == kind.resource:
-            version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
-            return list(version.get("additionalPrinterColumns") or [])
-    return [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+    return value if isinstance(value, str) else str(value)
 
 
 def table(
-    items: Sequence[Mapping[str, Any]],
+    items: Sequence[dict[str, Any]],
     kind: ResourceKind,
     *,
     now: datetime,
     wide: bool = False,
     show_namespace: bool = False,
 ) -> str:
-    columns = [c for c in printer_columns(kind) if wide or not c.get("priority")]
-    header = (["NAMESPACE"] if show_namespace else []) + ["NAME"]
-    header += [c["name"].upper() for c in columns]
+    """`kubectl get`'s table: the columns the API server would send (a CRD's printer
+    columns, kube-apiserver's for built-in kinds such as Events), `-o wide` adding those
+    with a priority."""
+    columns = [c for c in columns_for(kind, _crd_of(kind)) if wide or not c.priority]
+    header = (["NAMESPACE"] if show_namespace else []) + [c.name.upper() for c in columns]
     rows = [header]
     for item in items:
         meta = item.get("metadata", {})
-        row = ([meta.get("namespace", "")] if show_namespace else []) + [meta.get("name", "")]
-        row += [_cell(_lookup(item, c["jsonPath"]), c, now) for c in columns]
+        row = [meta.get("namespace", "")] if show_namespace else []
+        row += [_shown(c.cell(item, now)) for c in columns]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [

@@ -35,6 +35,8 @@ Not thread-safe: one event-loop thread feeds and reads it. No I/O. Longer than o
 others must keep up to date; split apart, those invariants would be harder to see.
 """
 
+# size: the index, the bonus steps and the reservations keep each other's invariants (above)
+
 from __future__ import annotations
 
 import heapq
@@ -266,6 +268,7 @@ class BrokerRegistry:
             self._reserve(reserve_for, chosen.broker)
         return chosen
 
+    # size: one merge loop: its bound and its best are read together
     def _best(
         self, criteria: SelectionCriteria, now: datetime, *, explicit: bool
     ) -> Candidate | None:

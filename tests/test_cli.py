@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -214,16 +215,72 @@ def test_apply_writes_nothing_when_any_document_is_invalid(tmp_path: Path) -> No
     assert f"{path}: Broker kidp-system/bad: .spec.endpoint:" in result.stderr
     assert "nothing applied" in result.stderr
     listed = kidp("get", "brokers", "-o", "json", "--state", state)
-    assert json.loads(listed.stdout)["items"] == []
+    assert listed.returncode == 1 and "no store in" in listed.stderr  # not even created
 
 
 def test_state_directory_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    result = kidp("get", "brokers", "--state", str(blocker / "state"))
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("b1"))
+    result = kidp("apply", "-f", str(path), "--state", str(blocker / "state"))
     no_traceback(result)
     assert result.returncode == 1
-    assert f"cannot create state directory {blocker / 'state'}" in result.stderr
+    assert result.stderr.startswith(f"error: cannot create state directory {blocker / 'state'}")
+
+
+def test_a_state_that_is_a_file_is_a_local_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("b1"))
+    for command in (("get", "brokers"), ("apply", "-f", str(path))):
+        result = kidp(*command, "--state", str(blocker))
+        no_traceback(result)
+        assert result.returncode == 1
+        assert result.stderr == f"error: state directory {blocker} is a file, not a directory\n"
+
+
+def test_reading_commands_never_create_a_state_directory(tmp_path: Path) -> None:
+    state = tmp_path / "typo"
+    for command in (
+        ("get", "brokers"),
+        ("delete", "broker", "b1"),
+        ("select", "--resource-type", "Database"),
+    ):
+        result = kidp(*command, "--state", str(state))
+        no_traceback(result)
+        assert result.returncode == 1, command
+        assert result.stderr == (
+            f"error: no store in {state}/ yet: `kidp-ops apply -f FILE` or `kidp-ops dev` "
+            "with the same --state creates it\n"
+        )
+    assert not state.exists()
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("b1"))
+    assert kidp("apply", "-f", str(path), "--state", str(state)).returncode == 0
+    assert kidp("get", "brokers", "--state", str(state)).returncode == 0
+
+
+def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
+    for config, words in (
+        (tmp_path / "nope", "no such file"),
+        (tmp_path, "it is a directory, not a kubeconfig file"),
+    ):
+        result = kidp("get", "brokers", "--kubeconfig", str(config))
+        no_traceback(result)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"error: cannot load the Kubernetes configuration from {config}: {words}\n"
+        )
+
+
+def test_cluster_options_may_come_before_the_command(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("b1"))
+    assert kidp("--state", state, "apply", "-f", str(path)).returncode == 0
+    before = kidp("--state", state, "get", "br", "-o", "json")
+    assert [i["metadata"]["name"] for i in json.loads(before.stdout)["items"]] == ["b1"]
+    # after the command wins, as it is the nearer one
+    other = kidp("--state", state, "get", "br", "--state", str(tmp_path / "other"))
+    assert other.returncode == 1 and "no store in" in other.stderr
 
 
 def test_unknown_resource_type(tmp_path: Path) -> None:
@@ -234,6 +291,8 @@ def test_unknown_resource_type(tmp_path: Path) -> None:
 
 
 def test_empty_list_message(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "b.yaml", broker_manifest("b1"))
+    assert kidp("apply", "-f", str(path), "--state", str(tmp_path / "s")).returncode == 0
     result = kidp("get", "databases", "-n", "team-x", "--state", str(tmp_path / "s"))
     assert result.returncode == 0
     assert result.stderr.strip() == "No resources found in team-x namespace."
@@ -297,3 +356,70 @@ def test_name_in_several_namespaces_needs_n(tmp_path: Path) -> None:
     assert kidp("delete", "broker", "twin", "-n", "a", "--state", state).returncode == 0
     left = json.loads(kidp("get", "broker", "twin", "-o", "json", "--state", state).stdout)
     assert left["metadata"]["namespace"] == "b"
+
+
+def _event(name: str, obj: str, reason: str, kind: str, seen: str, message: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": "team-a", "labels": {"about": obj}},
+        "involvedObject": {
+            "apiVersion": "platform.company.com/v1",
+            "kind": "Database",
+            "name": obj,
+            "namespace": "team-a",
+        },
+        "reason": reason,
+        "type": kind,
+        "message": message,
+        "firstTimestamp": seen,
+        "lastTimestamp": seen,
+        "count": 1,
+        "source": {"component": "kidp-ops"},
+    }
+
+
+def test_get_events_reads_like_kubectl(tmp_path: Path) -> None:
+    import asyncio
+
+    from kidp_ops.cluster.embedded import EmbeddedCluster
+
+    state = tmp_path / "state"
+    events = [  # names in the opposite order of their times: the table sorts by time
+        _event("a", "orders", "Provisioned", "Normal", "2026-11-29T10:05:00Z", "ready"),
+        _event("b", "orders", "Selected", "Normal", "2026-11-29T10:00:00Z", "picked aws"),
+        _event("c", "ledger", "NoBrokerAvailable", "Warning", "2026-11-29T09:00:00Z", "none"),
+    ]
+
+    async def store() -> None:
+        async with await EmbeddedCluster.open(state) as cluster:
+            for event in events:
+                await cluster.create(event)
+
+    asyncio.run(store())
+    listed = kidp("get", "events", "-n", "team-a", "--state", str(state))
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert [row.split()[1:4] for row in rows] == [
+        ["Warning", "NoBrokerAvailable", "database/ledger"],
+        ["Normal", "Selected", "database/orders"],
+        ["Normal", "Provisioned", "database/orders"],
+    ]
+    assert rows[1].endswith("picked aws")
+    mine = kidp("get", "events", "--for", "db/orders", "-n", "team-a", "--state", str(state))
+    assert [row.split()[2] for row in mine.stdout.splitlines()[1:]] == ["Selected", "Provisioned"]
+    warnings = kidp("get", "events", "--field-selector", "type=Warning", "--state", str(state))
+    assert [row.split()[3] for row in warnings.stdout.splitlines()[1:]] == ["NoBrokerAvailable"]
+    labelled = kidp("get", "events", "-l", "about=ledger", "-o", "json", "--state", str(state))
+    assert [e["metadata"]["name"] for e in json.loads(labelled.stdout)["items"]] == ["c"]
+    for bad, words in (
+        (("--for", "orders"), "--for 'orders': give KIND/NAME"),
+        (("--field-selector", "spec.x=1"), "field label not supported: spec.x"),
+    ):
+        result = kidp("get", "events", *bad, "--state", str(state))
+        no_traceback(result)
+        assert result.returncode in (1, 2) and words in result.stderr
+    wrong_kind = kidp("get", "brokers", "--for", "db/orders", "--state", str(state))
+    assert wrong_kind.returncode == 2
+    assert "--for selects Events" in wrong_kind.stderr

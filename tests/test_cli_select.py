@@ -243,3 +243,33 @@ def test_against_a_cluster_over_http(capsys: pytest.CaptureFixture[str], tmp_pat
         )
     assert code == 0
     assert json.loads(out)["selected"]["name"] == "west"
+
+
+def test_offline_considers_every_broker_unless_broker_namespaces_are_given(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    docs = yaml.safe_load_all((REPO / "samples" / "fleet" / "brokers-with-status.yaml").read_text())
+    fleet = [item for doc in docs if doc for item in doc.get("items", [doc])]
+    best = next(b for b in fleet if b["metadata"]["name"] == "aws-us-west-2-a")
+    tenant = json.loads(json.dumps(best))  # the best broker, copied into a team namespace
+    tenant["metadata"] = {"name": "greedy", "namespace": "team-x"}
+    tenant["spec"]["priority"] = 1_000_000
+    path = tmp_path / "tenant.yaml"
+    path.write_text(yaml.safe_dump(tenant))
+    asked = ("--now", NOW, "--resource-type", "Database", "--cloud-provider", "aws")
+    code, out, err = run(capsys, "select", "-f", FLEET, "-f", str(path), *asked)
+    assert code == 0 and "selected team-x/greedy" in out  # offline: what it is given
+    assert err == ""
+    code, out, err = run(
+        capsys,
+        *("select", "-f", FLEET, "-f", str(path), *asked),
+        *("--broker-namespace", "kidp-system", "--explain"),
+    )
+    assert code == 0 and "selected kidp-system/aws-us-west-2-a" in out
+    assert "greedy" not in out
+    assert err == (
+        "note: 1 Broker(s) outside the broker namespaces (kidp-system) not considered: "
+        "team-x/greedy (--broker-namespace NS to include)\n"
+    )
+    code, _, err = run(capsys, "select", "-f", FLEET, *asked, "--broker-namespace", "Bad_NS")
+    assert code == 2 and "Bad_NS" in err

@@ -81,10 +81,17 @@ async def apply(target: Target, tmp_path: Path, *docs: dict[str, Any]) -> Stream
     return streams
 
 
-async def get(target: Target, kind: Any, name: str | None = None, **options: Any) -> Streams:
+async def get(
+    target: Target,
+    kind: Any,
+    name: str | None = None,
+    *,
+    output: str = "table",
+    **selection: Any,
+) -> Streams:
     streams = Streams()
-    options = {"namespace": None, "output": "table", **options}
-    code = await commands.get(kind, name, target, out=streams.out, err=streams.err, **options)
+    request = commands.GetRequest(kind, name, **selection)
+    code = await commands.get(request, target, output=output, out=streams.out, err=streams.err)
     assert code == commands.OK
     return streams
 

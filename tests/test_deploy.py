@@ -72,6 +72,8 @@ DAEMON_ARGS = [
     "json",
     "--callback-url",
     "http://kidp-ops.kidp-system.svc:8080/v1/callback",
+    "--broker-namespace",
+    "kidp-system",
 ]
 # What kustomize v5 says about `bases`, which deploy/kustomization.yaml keeps for the
 # kustomize v2.0.3 inside Debian 12's kubectl (see the comment in that file).
@@ -487,3 +489,4 @@ def test_the_deployment_args_parse_with_the_real_cli() -> None:
     assert parsed.command == "daemon" and parsed.in_cluster and parsed.leader_elect
     assert parsed.http_addr == ("0.0.0.0", 8080)
     assert parsed.callback_url == "http://kidp-ops.kidp-system.svc:8080/v1/callback"
+    assert parsed.broker_namespaces == ["kidp-system"]  # the one namespace rbac.yaml reads

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,6 +27,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 import pydantic
 
+from kidp_ops import boundedjson
 from kidp_ops.brokerapi.models import (
     ContractModel,
     DeploymentStatus,
@@ -265,8 +265,8 @@ def _describe(exc: BaseException) -> str:
 def _error_of(body: bytes, fallback: str) -> tuple[str, str]:
     """(message, error code) from an error body: ours, FastAPI's `detail`, or plain text."""
     try:
-        data: Any = json.loads(body)
-    except ValueError:
+        data: Any = boundedjson.loads(body, max_bytes=len(body))
+    except boundedjson.UntrustedJSON:
         text = body.decode(errors="replace").strip().splitlines()
         return (text[0][:200] if text else fallback), ""
     if not isinstance(data, dict):

@@ -7,13 +7,13 @@ and the selectors a list or watch may carry. No aiohttp application logic lives 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from kidp_ops import boundedjson
 from kidp_ops.cluster.base import PLATFORM_KINDS, ClusterError, Invalid, Manifest, ResourceKind
 from kidp_ops.cluster.fields import parse_field_selector
 from kidp_ops.cluster.labels import parse_selector
@@ -122,10 +122,15 @@ def success_status(kind: ResourceKind, name: str) -> Manifest:
 # --- request bodies ------------------------------------------------------------------------
 
 
+MAX_BODY_DEPTH = 500  # nesting; deep enough for any CRD schema, shallow enough for `json`
+
+
 def _parse_json(raw: bytes) -> Any:
+    """The body's JSON (its size is bounded by the server): 400 for anything else,
+    including nesting Python's parser would overflow on."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return boundedjson.loads(raw, max_bytes=len(raw), max_depth=MAX_BODY_DEPTH)
+    except boundedjson.UntrustedJSON as exc:
         raise RequestRejected(400, f"the request body is not valid JSON: {exc}") from None
 
 

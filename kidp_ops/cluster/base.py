@@ -23,6 +23,7 @@ from kidp_ops.errors import (
     Forbidden,
     Gone,
     Invalid,
+    NotConnected,
     NotFound,
     Unavailable,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Gone",
     "Invalid",
     "Manifest",
+    "NotConnected",
     "NotFound",
     "ObjectList",
     "ResourceKind",

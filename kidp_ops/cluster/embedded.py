@@ -30,6 +30,7 @@ from kidp_ops.cluster.base import (
     ClusterError,
     Gone,
     Manifest,
+    NotConnected,
     ObjectList,
     ResourceKind,
     Unavailable,
@@ -96,13 +97,23 @@ class EmbeddedCluster(Cluster):
         *,
         install_crds: bool = True,
         bookmark_seconds: float = BOOKMARK_SECONDS,
+        create: bool = True,
     ) -> EmbeddedCluster:
-        """Open (creating when needed) the store in `state_dir`; install the bundled CRDs."""
+        """Open the store in `state_dir`, creating it when needed unless `create` is False
+        (then a missing store is NotConnected); install the bundled CRDs."""
         directory = Path(state_dir)
+        if directory.exists() and not directory.is_dir():
+            raise NotConnected(f"state directory {directory} is a file, not a directory")
+        if not create and not (directory / DB_FILE).exists():
+            raise NotConnected(
+                f"no store in {directory}/ yet: `kidp-ops apply -f FILE` or `kidp-ops dev` "
+                "with the same --state creates it"
+            )
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            # the store holds Secrets: a new state directory is the owner's alone
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise Unavailable(
+            raise NotConnected(
                 f"cannot create state directory {directory}: {exc.strerror or exc}"
             ) from None
         path = directory / DB_FILE
@@ -265,7 +276,22 @@ def _parse_rv(value: str) -> int:
         raise Gone(f"resourceVersion {value!r} is not one this store issued") from None
 
 
+def _private_file(path: Path) -> None:
+    """Create `path` mode 0600, or narrow an existing one to 0600 (it holds Secrets).
+    SQLite gives its -wal and -shm files the database file's mode."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(descriptor).st_mode & 0o077:
+            os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
 def _open_db(path: Path) -> sqlite3.Connection:
+    try:
+        _private_file(path)
+    except OSError as exc:
+        raise Unavailable(f"cannot open the store {path}: {exc.strerror or exc}") from None
     try:
         conn = _connect(path)
         conn.executescript(_SCHEMA_SQL)

@@ -33,6 +33,7 @@ from kidp_ops.cluster.base import (
     Cluster,
     Invalid,
     Manifest,
+    NotConnected,
     ObjectList,
     ResourceKind,
     Unavailable,
@@ -325,7 +326,13 @@ def _load_configuration(*, kubeconfig: str | None, context: str | None, in_clust
             )
     except Exception as exc:  # ConfigException, OSError, YAML errors: all from user input
         detail = one_line(exc) or type(exc).__name__
-        raise Unavailable(
+        if not in_cluster and kubeconfig and os.pathsep not in kubeconfig:
+            path = os.path.expanduser(kubeconfig)
+            if not os.path.exists(path):
+                detail = "no such file"
+            elif os.path.isdir(path):
+                detail = "it is a directory, not a kubeconfig file"
+        raise NotConnected(
             f"cannot load the Kubernetes configuration from {source}: {detail}"
         ) from None
     return configuration

@@ -7,6 +7,8 @@ changes only, optimistic concurrency on `resourceVersion`, finalizers and
 stored CustomResourceDefinitions, and no new revision when an update changes nothing.
 """
 
+# size: every write of the embedded API server shares the transaction helpers above it
+
 from __future__ import annotations
 
 import copy

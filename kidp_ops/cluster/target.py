@@ -22,6 +22,7 @@ class Target:
     kubeconfig: str | None = None
     context: str | None = None
     in_cluster: bool = False
+    existing: bool = False  # the embedded store must exist already (get, delete, select)
 
     @property
     def is_kube(self) -> bool:
@@ -49,34 +50,51 @@ async def connect(target: Target) -> Cluster:
     # lazy: the reference broker imports this module and never opens a store unless asked
     from kidp_ops.cluster.embedded import EmbeddedCluster
 
-    return await EmbeddedCluster.open(target.state)
+    return await EmbeddedCluster.open(target.state, create=not target.existing)
 
 
 def target_options() -> argparse.ArgumentParser:
-    """The options that choose a Target, as an argparse parent parser."""
+    """The options that choose a Target, as an argparse parent parser. They may be given
+    before the command too (`kidp-ops --state DIR get brokers`): nothing is set unless
+    given (SUPPRESS), so a value after the command wins and defaults come from
+    `target_from_args`."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("cluster (default: the embedded store)")
     group.add_argument(
         "--state",
         metavar="DIR",
-        default=os.environ.get("KIDP_STATE", ".kidp"),
-        help="state directory of the embedded store (default: %(default)s)",
+        default=argparse.SUPPRESS,
+        help=f"state directory of the embedded store (default: {default_state()}, or $KIDP_STATE)",
     )
     group.add_argument(
-        "--kubeconfig", metavar="PATH", help="use a real cluster from this kubeconfig"
+        "--kubeconfig",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="use a real cluster from this kubeconfig",
     )
-    group.add_argument("--context", metavar="NAME", help="kubeconfig context to use")
     group.add_argument(
-        "--in-cluster", action="store_true", help="use the pod's service account (inside a cluster)"
+        "--context", metavar="NAME", default=argparse.SUPPRESS, help="kubeconfig context to use"
+    )
+    group.add_argument(
+        "--in-cluster",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the pod's service account (inside a cluster)",
     )
     return parent
 
 
-def target_from_args(args: argparse.Namespace) -> Target:
-    """The Target the options of `target_options()` describe."""
+def default_state() -> str:
+    return os.environ.get("KIDP_STATE") or ".kidp"
+
+
+def target_from_args(args: argparse.Namespace, *, existing: bool = False) -> Target:
+    """The Target the options of `target_options()` describe; `existing`: a command that
+    only reads or deletes, which must not create a state directory."""
     return Target(
-        state=args.state,
-        kubeconfig=args.kubeconfig,
-        context=args.context,
-        in_cluster=args.in_cluster,
+        state=getattr(args, "state", None) or default_state(),
+        kubeconfig=getattr(args, "kubeconfig", None),
+        context=getattr(args, "context", None),
+        in_cluster=bool(getattr(args, "in_cluster", False)),
+        existing=existing,
     )

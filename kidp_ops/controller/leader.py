@@ -28,6 +28,8 @@ real time (sleeps are real); `wall_clock` stamps acquireTime / renewTime, which 
 informative only (for people and `kubectl`), never compared across machines.
 """
 
+# size: client-go's acquire/renew/release loop, kept whole so its timing rules read together
+
 from __future__ import annotations
 
 import asyncio

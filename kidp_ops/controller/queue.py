@@ -191,6 +191,11 @@ class WorkQueue(Generic[K]):
         """Keys waiting for their due time (requeue-after or backoff)."""
         return len(self._due)
 
+    def due_in(self, key: K) -> float | None:
+        """Seconds until a delayed `key` is due (on the queue's clock); None if not delayed."""
+        due = self._due.get(key)
+        return None if due is None else due - self._clock()
+
     @property
     def processing(self) -> frozenset[K]:
         return frozenset(self._processing)

@@ -8,9 +8,15 @@ Every broker problem becomes an outcome; `probe` raises only when it is cancelle
 
 - The target is the broker's endpoint joined with a *path*; a health endpoint that is a
   URL, or that would switch scheme, host or port, is refused (CannotProbe).
-- One bound for all probes (a semaphore, `concurrency`); the timeout (`timeoutSeconds`)
-  starts when a probe gets its slot and covers connect, headers and body. A hanging
-  broker holds one slot for that long and never delays the others beyond it.
+- Fair slots, so hanging brokers cannot starve healthy ones (issue 10). A probe starts in
+  one of two lanes: `concurrency` slots for brokers whose last probe succeeded,
+  `suspect_concurrency` for new and failing ones. A probe still running after
+  `slow_after` (1 s) gives its lane slot back and holds one of `slow_concurrency` slow
+  slots instead (while any is free), so hung brokers pile up in the slow slots and the
+  lanes keep turning over within about a second. However many brokers hang, a healthy
+  broker's probe waits only for other healthy brokers' first second. The timeout
+  (`timeoutSeconds`) starts when a probe gets its lane slot and covers connect, headers
+  and body.
 - No redirects (a 3xx is `HTTP 302`), no cookies, no proxies from the environment, no
   compression (`Accept-Encoding: identity`; a compressed answer is a failure, so a small
   body can never inflate past the cap), body read stopped at 64 KiB.
@@ -30,7 +36,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,6 +51,9 @@ from kidp_ops.model.resources import Broker
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 256
+DEFAULT_SUSPECT_CONCURRENCY = 64
+DEFAULT_SLOW_CONCURRENCY = 1024
+SLOW_AFTER_SECONDS = 1.0
 MAX_BODY_BYTES = 64 * 1024
 USER_AGENT = "kidp-ops-prober/1"
 _PATH = re.compile(r"/([^/\\\s][^\\\s]*)?")  # the CRD's pattern for healthCheck.endpoint
@@ -63,15 +72,22 @@ class Prober:
         *,
         cluster: Cluster | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        suspect_concurrency: int = DEFAULT_SUSPECT_CONCURRENCY,
+        slow_concurrency: int = DEFAULT_SLOW_CONCURRENCY,
+        slow_after: float = SLOW_AFTER_SECONDS,
         secret_ttl: float = SECRET_TTL_SECONDS,
         keepalive_seconds: float | None = None,
     ) -> None:
-        if concurrency < 1:
+        if min(concurrency, suspect_concurrency) < 1 or slow_concurrency < 0:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
+        self.slow_after = slow_after
         self._keepalive = keepalive_seconds
         self._secrets = SecretCache(cluster, ttl=secret_ttl)
         self._slots = asyncio.Semaphore(concurrency)
+        self._suspect_slots = asyncio.Semaphore(suspect_concurrency)
+        self._slow_slots = asyncio.Semaphore(slow_concurrency)
+        self._connections = concurrency + suspect_concurrency + slow_concurrency
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -91,7 +107,7 @@ class Prober:
             return
         reuse = self._keepalive is not None and self._keepalive > 0
         connector = aiohttp.TCPConnector(
-            limit=self.concurrency,
+            limit=self._connections,
             limit_per_host=0,  # brokers sharing a host still share the one bound
             force_close=not reuse,
             keepalive_timeout=self._keepalive if reuse else None,
@@ -127,8 +143,9 @@ class Prober:
                 group.create_task(worker())
         return results
 
-    async def probe(self, broker: Broker) -> ProbeOutcome:
-        """One probe of `broker`. Never raises for a broker problem."""
+    async def probe(self, broker: Broker, *, suspect: bool = False) -> ProbeOutcome:
+        """One probe of `broker`. Never raises for a broker problem. `suspect`: its last
+        probe failed, or it was never probed (the suspect lane)."""
         session = self._session
         if session is None:
             raise RuntimeError("Prober is not started: use `async with Prober(...)`")
@@ -139,8 +156,31 @@ class Prober:
         headers = await auth_headers(broker, self._secrets)
         if isinstance(headers, CannotProbe):
             return headers
-        async with self._slots:
-            return await self._get(session, target, headers, check.timeout_seconds)
+        lane = self._suspect_slots if suspect else self._slots
+        return await self._in_lane(
+            lane, lambda: self._get(session, target, headers, check.timeout_seconds)
+        )
+
+    async def _in_lane(
+        self, lane: asyncio.Semaphore, request: Callable[[], Coroutine[Any, Any, ProbeOutcome]]
+    ) -> ProbeOutcome:
+        """Run `request()` holding a `lane` slot; after `slow_after` seconds move it to a slow
+        slot when one is free, so the lane slot serves the next broker."""
+        async with lane:
+            running = asyncio.ensure_future(request())
+            try:
+                done, _ = await asyncio.wait({running}, timeout=self.slow_after)
+                if done or self._slow_slots.locked():
+                    return await running
+                await self._slow_slots.acquire()
+            except BaseException:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                raise
+        try:
+            return await running
+        finally:
+            self._slow_slots.release()
 
     async def _get(
         self,

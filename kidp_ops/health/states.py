@@ -39,6 +39,7 @@ from typing import Any, Literal
 from kidp_ops.model.convert import from_json, to_json
 from kidp_ops.model.resources import BrokerPhase, BrokerStatus, Condition, HealthCheck
 from kidp_ops.times import format_time, go_duration
+from kidp_ops.trust import ACCEPTED
 
 ProbePhase = Literal["Pending", "Ready", "Unhealthy", "Offline"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -297,9 +298,10 @@ def visible_status(
     """The reader-visible status fields of a state, JSON-shaped (None: absent).
 
     `conditions` are the written ones: other condition types are kept in order and the
-    Ready condition is replaced (or appended)."""
+    Ready condition is replaced (or appended). An `Accepted` condition (only ever False, on
+    a Broker outside the broker namespaces) is dropped: a probed Broker is accepted."""
     ready = ready_condition(state, health_check=health_check, generation=generation)
-    merged = [c for c in conditions if c.type != READY]
+    merged = [c for c in conditions if c.type not in (READY, ACCEPTED)]
     at = next((i for i, c in enumerate(conditions) if c.type == READY), len(merged))
     merged.insert(at, ready)
     return {

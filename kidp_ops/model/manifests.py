@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from kidp_ops.model import yamlguard
 from kidp_ops.model.validation import Problem, manifest_problems, object_label
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -100,6 +101,10 @@ def _read_text(path: Path, shown: str, problems: list[Problem]) -> str | None:
 
 
 def _parse(text: str, shown: str, problems: list[Problem]) -> list[Any]:
+    refused = yamlguard.refusal(text)  # alias bombs, recursive aliases, deep nesting
+    if refused is not None:
+        problems.append(Problem(shown, "", "", refused))
+        return []
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return list(yaml.load_all(text, Loader=loader))
@@ -107,8 +112,8 @@ def _parse(text: str, shown: str, problems: list[Problem]) -> list[Any]:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problems.append(Problem(shown, "", "", f"invalid YAML: {where}{exc.problem or exc}"))
-    except yaml.YAMLError as exc:
-        problems.append(Problem(shown, "", "", f"invalid YAML: {exc}"))
+    except (yaml.YAMLError, RecursionError) as exc:
+        problems.append(Problem(shown, "", "", f"invalid YAML: {str(exc)[:200]}"))
     return []
 
 

@@ -45,11 +45,8 @@ def object_label(manifest: Mapping[str, Any]) -> str:
     return f"{kind} {name}" if cluster_scoped else f"{kind} {namespace}/{name}"
 
 
-def _broker_problems(spec: Mapping[str, Any], namespace: str) -> list[FieldProblem]:
-    """The rules a Broker obeys beyond its schema. Each one is stricter than the seed
-    system on purpose, and says why (docs/seed-compatibility.md lists them)."""
-    found: list[FieldProblem] = []
-    endpoint = urlsplit(str(spec.get("endpoint", "")))
+def _endpoint_problems(url: str) -> list[FieldProblem]:
+    endpoint, found = urlsplit(url), []
     if not endpoint.hostname:
         found.append(FieldProblem(".spec.endpoint", "has no host (e.g. http://broker:8080)"))
     if endpoint.query or endpoint.fragment:
@@ -59,6 +56,13 @@ def _broker_problems(spec: Mapping[str, Any], namespace: str) -> list[FieldProbl
                 "must not have a query or fragment (API and health paths are appended to it)",
             )
         )
+    return found
+
+
+def _broker_problems(spec: Mapping[str, Any], namespace: str) -> list[FieldProblem]:
+    """The rules a Broker obeys beyond its schema. Each one is stricter than the seed
+    system on purpose, and says why (docs/seed-compatibility.md lists them)."""
+    found = _endpoint_problems(str(spec.get("endpoint", "")))
     check = spec.get("healthCheck") or {}
     timeout, interval = check.get("timeoutSeconds"), check.get("intervalSeconds")
     if isinstance(timeout, int) and isinstance(interval, int) and timeout >= interval:

@@ -9,6 +9,7 @@ Credentials come through the same SecretCache the prober uses (Cluster port).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from kidp_ops.brokerapi.client import BrokerClient, Credentials
 from kidp_ops.health.credentials import SecretCache, auth_headers
@@ -21,14 +22,24 @@ class CredentialsError(Exception):
 
 
 class BrokerClients:
-    def __init__(self, secrets: SecretCache, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        secrets: SecretCache,
+        *,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._secrets = secrets
         self._timeout = timeout
+        self._clock = clock
         self._clients: dict[str, tuple[tuple[str, Credentials], BrokerClient]] = {}
         self._retired: list[tuple[float, BrokerClient]] = []  # (when retired, client)
 
     async def client_for(self, broker: Broker) -> BrokerClient:
-        """The client of `broker`; CredentialsError when its Secret cannot be used."""
+        """The client of `broker`; CredentialsError when its Secret cannot be used. Closes
+        the retired clients no request can be using any more."""
+        if self._retired:
+            await self._close_retired(older_than=2 * self._timeout)
         headers = await auth_headers(broker, self._secrets)
         if isinstance(headers, CannotProbe):
             raise CredentialsError(headers.reason)
@@ -44,12 +55,11 @@ class BrokerClients:
         client = BrokerClient(broker.spec.endpoint, credentials=credentials, timeout=self._timeout)
         self._clients[broker.key] = (identity, client)
         if cached is not None:
-            self._retired.append((time.monotonic(), cached[1]))
-        await self._close_retired(older_than=2 * self._timeout)
+            self._retired.append((self._clock(), cached[1]))
         return client
 
     async def _close_retired(self, *, older_than: float) -> None:
-        horizon = time.monotonic() - older_than
+        horizon = self._clock() - older_than
         done = [client for when, client in self._retired if when <= horizon]
         self._retired = [(when, client) for when, client in self._retired if when > horizon]
         for client in done:
@@ -57,10 +67,10 @@ class BrokerClients:
 
     def retire(self, key: str) -> None:
         """The broker was deleted: its client is closed once no request can still be using
-        it (at the next `client_for` after twice the timeout, or at `aclose`)."""
+        it (at the first `client_for` after twice the timeout, or at `aclose`)."""
         cached = self._clients.pop(key, None)
         if cached is not None:
-            self._retired.append((time.monotonic(), cached[1]))
+            self._retired.append((self._clock(), cached[1]))
 
     async def forget(self, key: str) -> None:
         cached = self._clients.pop(key, None)

@@ -196,18 +196,9 @@ def next_step(
     if meta.get("deletionTimestamp"):
         if FINALIZER not in finalizers:
             return Idle("being deleted; not ours to clean up")
-        if abandoned(manifest):
-            return Abandon(ref, deployment_id or None)
-        if ref is None:
-            return RemoveFinalizer("no broker was ever asked for it")
-        if retry_at is not None and now < retry_at:
-            return Wait((retry_at - now).total_seconds())
-        if not deployment_id:
-            return FindDeployment(ref, str(meta.get("uid", "")))
-        if not awaiting_removal(manifest):
-            return Deprovision(ref, deployment_id)
-        wait = _poll_in(now, last_contact, poll_after)
-        return Wait(wait) if wait > 0 else AwaitRemoval(ref, deployment_id)
+        return _deletion_step(
+            manifest, now=now, last_contact=last_contact, poll_after=poll_after, retry_at=retry_at
+        )
     if FINALIZER not in finalizers:
         return AddFinalizer()
     if ref is None:
@@ -222,6 +213,30 @@ def next_step(
         return Provision(ref)
     wait = _poll_in(now, last_contact, poll_after)
     return Wait(wait) if wait > 0 else AwaitResult(ref, deployment_id)
+
+
+def _deletion_step(
+    manifest: Manifest,
+    *,
+    now: datetime,
+    last_contact: datetime | None,
+    poll_after: float,
+    retry_at: datetime | None,
+) -> Step:
+    """`next_step` of a Database being deleted that still holds our finalizer."""
+    ref, deployment_id = broker_ref(manifest), _status(manifest).get("deploymentId")
+    if abandoned(manifest):
+        return Abandon(ref, deployment_id or None)
+    if ref is None:
+        return RemoveFinalizer("no broker was ever asked for it")
+    if retry_at is not None and now < retry_at:
+        return Wait((retry_at - now).total_seconds())
+    if not deployment_id:
+        return FindDeployment(ref, str(_meta(manifest).get("uid", "")))
+    if not awaiting_removal(manifest):
+        return Deprovision(ref, deployment_id)
+    wait = _poll_in(now, last_contact, poll_after)
+    return Wait(wait) if wait > 0 else AwaitRemoval(ref, deployment_id)
 
 
 def _poll_in(now: datetime, last_contact: datetime | None, poll_after: float) -> float:

@@ -226,6 +226,7 @@ def _result_callback(  # pragma: no cover - documentation only, never served
     """Documentation of the callback the broker sends."""
 
 
+# size: the contract's routes as closures over one simulation, in docs/BROKER_API.md order
 def _v1_router(sim: Simulation) -> APIRouter:
     router = APIRouter(prefix=f"/{API_VERSION}", tags=["deployments"])
 

@@ -101,6 +101,7 @@ def _ref_text(text: str) -> str:
     return f"{namespace}/{name}"
 
 
+# size: flat argparse declarations, one per knob
 def _add_serve_options(serve: argparse.ArgumentParser) -> None:
     where = serve.add_argument_group("listening and identity")
     where.add_argument(

@@ -107,6 +107,7 @@ def _private_key(config: BrokerConfig) -> Ed25519PrivateKey:
         raise BrokerStartError(str(exc)) from None
 
 
+# size: building the uvicorn server and tearing it down belong to one block
 @contextlib.asynccontextmanager
 async def running_broker(
     config: BrokerConfig | None = None, *, private_key: Ed25519PrivateKey | None = None
@@ -211,6 +212,7 @@ async def serve(
     return 0
 
 
+# size: registration raced against a stop signal, then its three outcomes
 async def _register(
     broker: RunningBroker,
     ref: tuple[str, str],

@@ -253,3 +253,27 @@ async def test_every_failure_is_a_broker_error() -> None:
     async with BrokerClient("http://127.0.0.1:1") as client:
         with pytest.raises(BrokerError):
             await client.resources()
+
+
+async def test_deeply_nested_answers_are_broker_errors_not_crashes(
+    rogue: Callable[..., Any],
+) -> None:
+    """A broker's bytes are untrusted: 100,000 nested arrays in an error body or an answer
+    end as one BrokerError, never a RecursionError."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    async def deep_error(_request: web.Request) -> web.Response:
+        return web.Response(status=500, body=deep, content_type="application/json")
+
+    async def deep_answer(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=b'{"deploymentId": ' + deep + b"}", content_type="application/json"
+        )
+
+    url = await rogue({"/v1/resources": deep_error, "/v1/status": deep_answer})
+    async with BrokerClient(url) as client:
+        with pytest.raises(BrokerRejected) as failed:
+            await client.resources()
+        assert failed.value.message.startswith("HTTP 500")
+        with pytest.raises(BrokerProtocolError):
+            await client.status("d")

@@ -117,6 +117,19 @@ async def test_malformed_json_is_400(api: Api) -> None:
         assert_status(await response.json(), code=400, reason="BadRequest")
 
 
+async def test_deeply_nested_json_is_400_not_500(api: Api) -> None:
+    headers = {"Content-Type": "application/json"}
+    deep = b'{"metadata": {"name": "x"}, "spec": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    for method, url in (("POST", BROKERS_URL), ("PATCH", f"{BROKERS_URL}/x")):
+        patch = {"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {}
+        async with api.http.request(method, url, data=deep, headers={**headers, **patch}) as answer:
+            assert answer.status == 400, await answer.text()
+            status = await answer.json()
+            assert_status(status, code=400, reason="BadRequest")
+            assert "nested 50001 deep" in status["message"]
+    assert api.cluster.objects == {}
+
+
 async def test_replace_checks_the_name_against_the_url(api: Api) -> None:
     created = await api.cluster.create(broker("b1"))
     async with api.http.put(f"{BROKERS_URL}/other", json=created) as response:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -150,3 +152,32 @@ def test_a_refused_write_leaves_no_transaction_open(tmp_path: Path) -> None:
     assert not conn.in_transaction
     storage._write(conn, BROKERS, "ns", "b", lambda current: (None, None))
     conn.close()
+
+
+async def test_store_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # the store holds Secrets: the state directory 0700, store.db and its WAL files 0600,
+    # even for a process started with umask 000
+    state = tmp_path / "new" / "state"
+    previous = os.umask(0)
+    try:
+        cluster = await EmbeddedCluster.open(state)
+        await cluster.create(broker_manifest("b1"))
+    finally:
+        os.umask(previous)
+    try:
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        files = sorted(path.name for path in state.iterdir())
+        assert "store.db" in files and "store.db-wal" in files
+        for name in files:
+            assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    finally:
+        await cluster.close()
+
+
+async def test_a_world_readable_store_is_narrowed(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    db.touch()
+    db.chmod(0o644)
+    cluster = await EmbeddedCluster.open(tmp_path)
+    await cluster.close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600

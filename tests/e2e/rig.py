@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.daemon import LEASE_NAME
 from tests.conftest import broker_manifest
 from tests.support.brokers import BrokerProcess
+from tests.support.waiting import eventually
 
 NS = "kidp-system"
 TEAM = "team-e2e"
@@ -106,17 +106,24 @@ class DaemonProcess:
 
     async def wait_serving(self, start: int = 0) -> None:
         """Until the `serving http://HOST:PORT` line shows; remember PORT."""
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            match = SERVING.search(self.output()[start:])
-            if match:
-                assert match.group(2) == self.host, match.group(0)
-                self.port = int(match.group(3))
-                return
-            await asyncio.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"the daemon did not start serving:\n{self.output()}")
+        process = self.process
+        assert process is not None
+
+        def serving() -> re.Match[str] | bool | None:
+            found = SERVING.search(self.output()[start:])
+            return found or process.poll() is not None  # an exit ends the wait too
+
+        try:
+            match = await eventually(
+                serving, timeout=START_TIMEOUT, every=0.05, what="the daemon serving"
+            )
+        except AssertionError:
+            match = None
+        if not isinstance(match, re.Match):
+            self.kill()
+            raise AssertionError(f"the daemon did not start serving:\n{self.output()}")
+        assert match.group(2) == self.host, match.group(0)
+        self.port = int(match.group(3))
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -140,13 +147,16 @@ class DaemonProcess:
         self.process.send_signal(signum)
 
     async def wait_exit(self, timeout: float) -> int:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the daemon did not exit in {timeout:g}s:\n{self.tail()}")
-            await asyncio.sleep(0.05)
-        return self.process.returncode
+        process = self.process
+        assert process is not None
+        await eventually(
+            lambda: process.poll() is not None,
+            timeout=timeout,
+            every=0.05,
+            what="the daemon's exit",
+            explain=self.tail,
+        )
+        return process.returncode
 
     async def get(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=5) as http:
@@ -376,19 +386,16 @@ class Rig:
         """Poll `check` until it returns something truthy (returned); fail with the
         daemons' last log lines after `timeout` seconds. An HTTP error (a daemon not
         listening yet, or any more) counts as a no."""
-        deadline = time.monotonic() + timeout
-        last: T | None = None
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                last = await check()
-                if last:
-                    return last
-            if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {d.log.name}\n{d.tail()}" for d in self.daemons)
-                raise AssertionError(
-                    f"not reached in {timeout:g}s: {what} (last: {last!r})\n{logs}"
-                )
-            await asyncio.sleep(interval)
+        found = await eventually(
+            check,
+            timeout=timeout,
+            every=interval,
+            what=what,
+            ignore=(httpx.TransportError,),
+            explain=lambda: "\n".join(f"--- {d.log.name}\n{d.tail()}" for d in self.daemons),
+        )
+        assert found is not None
+        return found
 
 
 def holder_pid(identity: str) -> int | None:

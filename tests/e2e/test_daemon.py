@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -44,12 +43,6 @@ METRICS = {  # the families the issue names, as `# TYPE` lines declare them
     "kidp_watch_last_event_age_seconds": "gauge",
     "kidp_leader": "gauge",
 }
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with Rig.open(tmp_path) as rig:
-        yield rig
 
 
 def run_daemon(state: Path, *args: str) -> subprocess.CompletedProcess[str]:

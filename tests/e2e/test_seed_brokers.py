@@ -11,10 +11,8 @@ kidp-ops must not trust.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,24 +22,12 @@ from kidp_ops.brokerapi import signing
 from kidp_ops.brokerapi.gojson import marshal_callback
 from kidp_ops.cluster.base import DATABASES, EVENTS, NotFound
 from tests.e2e.rig import NS, POLL_AFTER, TEAM, DaemonProcess, Rig
-from tests.support.seedbroker import SeedBroker, running_seed_broker
+from tests.support.seedbroker import SeedBroker
 
 pytestmark = pytest.mark.slow
 
 KEY = signing.generate_private_key()  # the broker's; its public half pinned in the spec
 STRANGER = signing.generate_private_key()
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with Rig.open(tmp_path) as rig:
-        yield rig
-
-
-@pytest.fixture
-async def seed() -> AsyncIterator[tuple[SeedBroker, str]]:
-    async with running_seed_broker() as running:
-        yield running
 
 
 async def apply_seed_broker(rig: Rig, url: str) -> None:

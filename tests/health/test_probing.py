@@ -27,6 +27,7 @@ from kidp_ops.model.resources import (
 )
 from tests.conftest import broker_manifest
 from tests.health.servers import BrokerServer
+from tests.support.waiting import until
 
 NAMESPACE = "kidp-system"
 
@@ -161,6 +162,48 @@ async def test_one_bound_for_all_probes(server: BrokerServer) -> None:
         outcomes = await asyncio.gather(*(prober.probe(b) for b in targets))
     assert all(isinstance(o, ProbeSuccess) for o in outcomes)
     assert server.max_in_flight == 3
+
+
+async def test_hanging_brokers_cannot_starve_a_healthy_one(server: BrokerServer) -> None:
+    """Twelve brokers hang (30 s timeouts) with only two slots per lane: each hung probe
+    moves to a slow slot after `slow_after`, so the lanes keep turning over, and the
+    healthy broker's probe starts while all twelve still hang."""
+    hung = [broker(server.url, "/hang", name=f"h{i}", timeout=30) for i in range(12)]
+    async with Prober(
+        concurrency=2, suspect_concurrency=2, slow_concurrency=20, slow_after=0.1
+    ) as prober:
+        hanging = [asyncio.create_task(prober.probe(b, suspect=True)) for b in hung]
+        try:
+            await until(lambda: server.hits.count("/hang") == 12, timeout=5)
+            started = time.monotonic()
+            outcome = await prober.probe(broker(server.url, name="ok"))
+            assert isinstance(outcome, ProbeSuccess)
+            assert time.monotonic() - started < 1.0
+            assert server.in_flight == 12  # still hanging
+        finally:
+            for task in hanging:
+                task.cancel()
+            await asyncio.gather(*hanging, return_exceptions=True)
+
+
+async def test_when_the_slow_slots_are_full_a_probe_keeps_its_lane_slot(
+    server: BrokerServer,
+) -> None:
+    """The bound on sockets holds: lanes (2 + 2) plus slow slots (1) is 5 probes at most."""
+    hung = [broker(server.url, "/hang", name=f"h{i}", timeout=30) for i in range(8)]
+    async with Prober(
+        concurrency=2, suspect_concurrency=2, slow_concurrency=1, slow_after=0.05
+    ) as prober:
+        hanging = [
+            asyncio.create_task(prober.probe(b, suspect=i % 2 == 0)) for i, b in enumerate(hung)
+        ]
+        try:
+            await until(lambda: server.in_flight == 5, timeout=5)
+            assert server.max_in_flight == 5
+        finally:
+            for task in hanging:
+                task.cancel()
+            await asyncio.gather(*hanging, return_exceptions=True)
 
 
 async def test_sweep_keys_by_namespace_and_name(server: BrokerServer, prober: Prober) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -17,12 +15,15 @@ import pytest
 from kidp_ops.cluster.base import BROKERS
 from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.controller.informer import Informer
-from kidp_ops.controller.queue import WorkerPool, WorkQueue
+from kidp_ops.controller.queue import QueueEmpty, WorkQueue
 from kidp_ops.health.probing import Prober
 from kidp_ops.history import MemorySink
-from kidp_ops.reconcilers.broker import BrokerReconciler
+from kidp_ops.metrics import Metrics
+from kidp_ops.reconcilers.broker import PROBE_NOW, BrokerReconciler
+from kidp_ops.trust import BrokerTrust
 from tests.conftest import broker_manifest
 from tests.support.brokers import BrokerProcess
+from tests.support.clocks import ManualClock
 from tests.support.waiting import until as _until
 
 
@@ -48,9 +49,9 @@ class Rig:
         return key
 
     async def probe(self, key: str) -> dict[str, Any]:
-        """One reconcile, then the stored status once the informer has seen it."""
+        """One probe, then the stored status once the informer has seen it."""
         before = self.reconciler.status_writes
-        await self.reconciler.reconcile(key)
+        await self.reconciler.probe_once(key)
         stored = await self.cluster.get(BROKERS, key.split("/")[1], namespace=NS)
         if self.reconciler.status_writes != before:
             version = stored["metadata"]["resourceVersion"]
@@ -72,7 +73,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         )
         informer.add_handler(reconciler.handle)
         await informer.wait_synced(5)
-        yield Rig(cluster, informer, reconciler, history)
+        try:
+            yield Rig(cluster, informer, reconciler, history)
+        finally:
+            await reconciler.stop_probes()
     await cluster.close()
 
 
@@ -205,46 +209,126 @@ async def test_steady_state_writes_nothing(
     assert rig.reconciler.probes == 6
 
 
-@pytest.mark.slow
-async def test_schedule_hang_does_not_delay_others_and_spec_change_probes_at_once(
+async def _turn(rig: Rig, queue: WorkQueue[str]) -> None:
+    """Hand every due key to the reconciler (which starts probes and returns)."""
+    while True:
+        try:
+            key = queue.get_nowait()
+        except QueueEmpty:
+            return
+        try:
+            await rig.reconciler.reconcile(key)
+        finally:
+            queue.done(key)
+
+
+async def test_the_schedule_counts_from_each_probes_start_and_a_hang_holds_no_worker(
     rig: Rig, processes: Callable[..., BrokerProcess]
 ) -> None:
+    """Time is driven by hand (the queue's clock): no waiting for intervals to pass."""
     good = processes("good")
     hung = processes("hung", "--health-mode", "hang")
     good_key = await rig.add("good", good.url)
     hung_key = await rig.add("hung", hung.url)
-    queue: WorkQueue[str] = WorkQueue()
-    pool = WorkerPool(queue, rig.reconciler.reconcile, workers=4)
-    rig.reconciler.attach(queue)
-    task = asyncio.create_task(pool.run())
+    clock = ManualClock()
+    queue: WorkQueue[str] = WorkQueue(clock=clock)
+    rig.reconciler.attach(queue)  # queues both at once
     try:
-        await asyncio.sleep(12.5)
-        times = {
-            k: [p.time for p in rig.history.probes() if p.broker == k] for k in (good_key, hung_key)
-        }
-        # Interval 5 s +-10%: probes start near 0, 5 and 10 s for both, hung or not (a hung
-        # one is recorded when its 1 s timeout ends).
-        assert len(times[good_key]) == 3, times
-        assert len(times[hung_key]) == 3, times
-        assert all(not p.ok for p in rig.history.probes() if p.broker == hung_key)
-        gaps = [
-            (b - a).total_seconds()
-            for a, b in zip(times[good_key], times[good_key][1:], strict=False)
-        ]
-        assert all(4.4 <= gap <= 5.6 for gap in gaps), gaps
+        await _turn(rig, queue)
+        assert rig.reconciler.in_flight == {good_key, hung_key}  # probes are tasks
+        await until(lambda: not rig.reconciler.in_flight, timeout=5)
+        # Interval 5 s +-10%, counted from the probe's start: the hung broker's 1 s timeout
+        # is already part of it.
+        good_due, hung_due = queue.due_in(good_key), queue.due_in(hung_key)
+        assert good_due is not None and 4.4 <= good_due <= 5.6, good_due
+        assert hung_due is not None and 3.3 <= hung_due <= 4.6, hung_due
+        clock.advance(good_due)
+        await _turn(rig, queue)
+        await until(lambda: not rig.reconciler.in_flight, timeout=5)
+        assert [p.ok for p in rig.history.probes(broker=good_key)] == [True, True]
+        assert [p.ok for p in rig.history.probes(broker=hung_key)] == [False, False]
         # A spec change (new endpoint) is probed at once, not at the next interval.
-        count = len(rig.history.probes())
         await rig.cluster.patch(BROKERS, "hung", {"spec": {"endpoint": good.url}}, namespace=NS)
-        await until(lambda: len(rig.history.probes()) > count, timeout=2)
-        assert rig.history.probes()[-1].broker == hung_key and rig.history.probes()[-1].ok
-        # A deleted broker is not probed again.
+        await until(lambda: queue.depth == 1)
+        await _turn(rig, queue)
+        await until(lambda: len(rig.history.probes(broker=hung_key)) == 3, timeout=5)
+        assert rig.history.probes(broker=hung_key)[-1].ok
+        # A deleted broker is not probed again, whenever it was due.
         await rig.cluster.delete(BROKERS, "good", namespace=NS)
         await until(lambda: rig.informer.get(good_key) is None)
-        seen = len([p for p in rig.history.probes() if p.broker == good_key])
-        await asyncio.sleep(6)
-        assert len([p for p in rig.history.probes() if p.broker == good_key]) == seen
+        clock.advance(10)
+        await _turn(rig, queue)
+        await until(lambda: not rig.reconciler.in_flight, timeout=5)
+        assert len(rig.history.probes(broker=good_key)) == 2
     finally:
         rig.reconciler.detach()
-        await pool.stop(grace=2)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await rig.reconciler.stop_probes()
+
+
+async def test_a_deleted_brokers_probe_is_cancelled_at_once_and_its_series_dropped(
+    rig: Rig, processes: Callable[..., BrokerProcess]
+) -> None:
+    hung = processes("hung", "--health-mode", "hang")
+    metrics = Metrics()
+    rig.reconciler.metrics = metrics
+    key = await rig.add(
+        "hung", hung.url, healthCheck={"intervalSeconds": 120, "timeoutSeconds": 60}
+    )
+    queue: WorkQueue[str] = WorkQueue()
+    rig.reconciler.attach(queue)
+    try:
+        await _turn(rig, queue)
+        assert rig.reconciler.in_flight == {key}  # hanging for up to 60 s
+        metrics.set_phase(NS, "hung", "Pending")  # a series, as an earlier probe left it
+        await rig.cluster.delete(BROKERS, "hung", namespace=NS)
+        await until(lambda: not rig.reconciler.in_flight, timeout=2)  # not 60 s
+        body = metrics.render()[0].decode()
+        assert 'broker="hung"' not in body
+        assert rig.history.probes(broker=key) == []  # nothing recorded for it afterwards
+    finally:
+        rig.reconciler.detach()
+        await rig.reconciler.stop_probes()
+
+
+async def test_an_untrusted_broker_is_not_probed_and_says_why(
+    rig: Rig, processes: Callable[..., BrokerProcess]
+) -> None:
+    broker = processes("tenant")
+    rig.reconciler.trust = BrokerTrust.of(["kidp-system"])
+    await rig.cluster.create(broker_manifest("tenant", "team-x", endpoint=broker.url))
+    key = "team-x/tenant"
+    await until(lambda: rig.informer.get(key) is not None)
+    await rig.reconciler.reconcile(key)
+    stored = await rig.cluster.get(BROKERS, "tenant", namespace="team-x")
+    status = stored["status"]
+    assert status["phase"] == "Unknown"
+    assert "team-x is not a broker namespace of this daemon" in status["message"]
+    accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "NamespaceNotTrusted")
+    assert rig.reconciler.in_flight == frozenset() and rig.reconciler.probes == 0
+    writes = rig.reconciler.status_writes
+    version = stored["metadata"]["resourceVersion"]
+    await until(lambda: (rig.informer.get(key) or {})["metadata"]["resourceVersion"] == version)
+    await rig.reconciler.reconcile(key)  # said once: no second write
+    assert rig.reconciler.status_writes == writes
+
+
+async def test_the_probe_now_annotation_probes_at_once(
+    rig: Rig, processes: Callable[..., BrokerProcess]
+) -> None:
+    broker = processes("b1")
+    key = await rig.add("b1", broker.url)
+    queue: WorkQueue[str] = WorkQueue(clock=ManualClock())
+    rig.reconciler.attach(queue)
+    try:
+        await _turn(rig, queue)
+        await until(lambda: len(rig.history.probes(broker=key)) == 1, timeout=5)
+        assert queue.depth == 0  # the next one is due in 5 s on a clock that stands still
+        patch = {"metadata": {"annotations": {PROBE_NOW: "2026-11-29T10:00:00Z"}}}
+        await rig.cluster.patch(BROKERS, "b1", patch, namespace=NS)
+        await until(lambda: queue.depth == 1)
+        await _turn(rig, queue)
+        await until(lambda: len(rig.history.probes(broker=key)) == 2, timeout=5)
+    finally:
+        rig.reconciler.detach()
+        await rig.reconciler.stop_probes()

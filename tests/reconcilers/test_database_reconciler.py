@@ -58,8 +58,10 @@ from kidp_ops.registry import BrokerRegistry
 from kidp_ops.simbroker.registration import register_callback_key
 from kidp_ops.times import format_time
 from tests.conftest import broker_manifest
+from tests.support import waiting
 from tests.support.brokers import BrokerProcess
 from tests.support.callback_server import CallbackServer, callback_server
+from tests.support.clocks import ManualClock
 
 NS = "kidp-system"
 TEAM = "team-a"
@@ -238,20 +240,11 @@ async def eventually(
     fetch: Callable[[], Awaitable[T]], predicate: Callable[[T], bool], *, timeout: float = WAIT
 ) -> T:
     """Poll `fetch` until `predicate` holds; fail with the last value after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, f"not reached in {timeout}s; last: {value!r}"
-        await asyncio.sleep(0.05)
+    return await waiting.eventually(fetch, predicate, timeout=timeout, every=0.05)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    async def check() -> bool:
-        return predicate()
-
-    await eventually(check, bool, timeout=timeout)
+    await waiting.until(predicate, timeout, 0.05)
 
 
 def status(db: Mapping[str, Any]) -> dict[str, Any]:
@@ -895,14 +888,18 @@ async def test_a_replaced_broker_client_is_not_closed_under_its_requests() -> No
 
 
 async def test_a_deleted_brokers_client_is_retired_then_closed() -> None:
-    clients = BrokerClients(SecretCache(None), timeout=0.01)
+    clock = ManualClock()
+    clients = BrokerClients(SecretCache(None), timeout=10, clock=clock)
     gone = Broker.from_manifest(broker_manifest("gone", NS, endpoint="http://127.0.0.1:1"))
     other = Broker.from_manifest(broker_manifest("other", NS, endpoint="http://127.0.0.1:2"))
     old = await clients.client_for(gone)
     clients.retire(gone.key)
     assert not _closed(old)  # a request may still be in flight
-    await asyncio.sleep(0.05)
-    kept = await clients.client_for(other)  # past twice the timeout: closed now
+    clock.advance(19)
+    await clients.client_for(other)
+    assert not _closed(old)  # within twice the timeout: still open
+    clock.advance(1)
+    kept = await clients.client_for(other)  # twice the timeout: closed now
     assert _closed(old) and not _closed(kept)
     fresh = await clients.client_for(gone)  # a broker re-created under the same name
     assert fresh is not old

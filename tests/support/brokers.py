@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.waiting import until_sync
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
 START_TIMEOUT = 20.0
@@ -65,16 +66,21 @@ class BrokerProcess:
         return self.log.read_text(errors="replace")
 
     def _wait_listening(self, start: int) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            match = LISTENING.search(self.log.read_bytes()[start:].decode(errors="replace"))
-            if match:
-                self.port = int(match.group(2))
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"broker {self.name} did not start: {self.output()}")
+        process = self.process
+        assert process is not None
+
+        def listening() -> re.Match[str] | bool:
+            found = LISTENING.search(self.log.read_bytes()[start:].decode(errors="replace"))
+            return found or process.poll() is not None  # an exit ends the wait too
+
+        try:
+            match = until_sync(listening, START_TIMEOUT, 0.02, what=f"broker {self.name} listening")
+        except AssertionError:
+            match = False
+        if not isinstance(match, re.Match):
+            self.kill()
+            raise RuntimeError(f"broker {self.name} did not start: {self.output()}")
+        self.port = int(match.group(2))
 
     def kill(self) -> None:
         """SIGKILL and reap (a crash: no goodbye)."""

@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.waiting import until_sync
 
 KUBECTL = os.environ.get("KIDP_KUBECTL") or shutil.which("kubectl")
 TIMEOUT_SECONDS = 60
@@ -101,15 +102,20 @@ class Streaming:
 
     def wait_for(self, text: str, timeout: float = 20.0) -> str:
         """The first line containing `text`, once kubectl has printed it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def printed() -> str | bool:
             found = [line for line in list(self.lines) if text in line]
             if found:
                 return found[0]
-            if self.process.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"kubectl did not print {text!r}; it printed {self.lines}")
+            return self.process.poll() is not None and not self._reader.is_alive()
+
+        try:
+            line = until_sync(printed, timeout, 0.02, what=f"kubectl printing {text!r}")
+        except AssertionError:
+            line = False
+        if not isinstance(line, str):
+            raise AssertionError(f"kubectl did not print {text!r}; it printed {self.lines}")
+        return line
 
     def finish(self, timeout: float = 20.0) -> int:
         """Wait for kubectl to exit by itself; its exit code."""

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.waiting import until, until_sync
+from tests.support.waiting import eventually, until, until_sync
 
 
 class Countdown:
@@ -54,3 +54,40 @@ def test_until_sync_polls_then_fails_at_the_deadline() -> None:
     assert soon.checks == 3
     with pytest.raises(AssertionError, match=r"condition not reached in 0\.02s"):
         until_sync(Countdown(10**9), timeout=0.02, every=0.005)
+
+
+async def test_eventually_returns_the_accepted_value_and_ignores_listed_errors() -> None:
+    answers = iter([ConnectionError("not yet"), {"phase": "Pending"}, {"phase": "Ready"}])
+
+    def fetch() -> dict[str, str]:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    ready = await eventually(
+        fetch, lambda d: d["phase"] == "Ready", every=0.001, ignore=(ConnectionError,)
+    )
+    assert ready == {"phase": "Ready"}
+
+
+async def test_eventually_fails_with_the_last_value_and_the_explanation() -> None:
+    with pytest.raises(AssertionError) as failed:
+        await eventually(
+            lambda: {"phase": "Pending"},
+            lambda d: d["phase"] == "Ready",
+            timeout=0.02,
+            what="db Ready",
+            explain=lambda: "--- daemon.log\nlast line",
+        )
+    assert str(failed.value) == (
+        "db Ready not reached in 0.02s (last: {'phase': 'Pending'})\n--- daemon.log\nlast line"
+    )
+
+
+async def test_eventually_lets_other_errors_through() -> None:
+    def broken() -> bool:
+        raise KeyError("status")
+
+    with pytest.raises(KeyError):
+        await eventually(broken, ignore=(ConnectionError,))

@@ -2,10 +2,12 @@
 
     await until(lambda: pool.reconciles == 3)            # a plain predicate
     await until(lease_renewed, what="a renewal")         # or a coroutine function
+    db = await eventually(fetch_db, lambda d: d["status"]["phase"] == "Ready")
     until_sync(lambda: path.exists(), timeout=20)        # outside an event loop (subprocesses)
 
-Both check at once (no wait when the condition already holds), then every `every`
-seconds, and fail the test with `what` once `timeout` seconds have passed.
+Each checks at once (no wait when the condition already holds), then every `every`
+seconds, and fails the test with `what` (and the last value seen) once `timeout` seconds
+have passed. The one polling loop of the test suite: helpers elsewhere call these.
 """
 
 from __future__ import annotations
@@ -14,10 +16,42 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Check = Callable[[], bool | Awaitable[bool]]
 T = TypeVar("T")
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[T] | T],
+    accept: Callable[[T], Any] = bool,
+    *,
+    timeout: float = 5.0,
+    every: float = 0.01,
+    what: str = "condition",
+    ignore: tuple[type[BaseException], ...] = (),
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """The first value of `fetch()` (awaited when it returns an awaitable) that `accept`
+    accepts (by default: a truthy one). An exception in `ignore` counts as a no (a server
+    not listening yet). After `timeout` seconds the test fails with `what`, the last value
+    and, when given, `explain()` (e.g. the last log lines of the processes involved)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            value = fetch()
+            if inspect.isawaitable(value):
+                value = await value
+            last = value
+            if accept(value):
+                return value  # type: ignore[no-any-return]
+        except ignore as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"{what} not reached in {timeout:g}s (last: {last!r}){detail}")
+        await asyncio.sleep(every)
 
 
 async def until(
@@ -25,10 +59,7 @@ async def until(
 ) -> None:
     """Return once `predicate()` is true (awaited when it returns an awaitable); fail the
     test when `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while not await _holds(predicate):
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
-        await asyncio.sleep(every)
+    await eventually(predicate, timeout=timeout, every=every, what=what)
 
 
 def until_sync(
@@ -45,10 +76,3 @@ def until_sync(
         assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
         time.sleep(every)
     return found
-
-
-async def _holds(predicate: Check) -> bool:
-    result = predicate()
-    if inspect.isawaitable(result):
-        result = await result
-    return bool(result)
