@@ -99,6 +99,7 @@ class Daemon:
         self._http: guarded_http.Serving | None = None
         self._refusals = logs.Throttle(log, per_minute=30)
         self.http_url = ""
+        self.serving = asyncio.Event()  # set once http_url is known
         self._prober: Prober | None = None
         self.broker_reconciler: BrokerReconciler | None = None
         self.database_reconciler: DatabaseReconciler | None = None
@@ -300,6 +301,7 @@ class Daemon:
         self.http_url = f"http://{shown}:{self._http.port}"
         if not self.callback_url:
             self.callback_url = f"{self.http_url}/v1/callback"
+        self.serving.set()
 
     async def _stop_http(self) -> None:
         if self._http is not None:
@@ -356,8 +358,10 @@ async def serve(target: Target, config: DaemonConfig, *, err: TextIO) -> int:
         daemon = Daemon(cluster, config)
         with stop_on_signals(stop):
             run = asyncio.create_task(daemon.run(stop), name="daemon")
-            while not daemon.http_url and not run.done():
-                await asyncio.sleep(0.01)
+            serving = asyncio.create_task(daemon.serving.wait())
+            await asyncio.wait({run, serving}, return_when=asyncio.FIRST_COMPLETED)
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
             if daemon.http_url:
                 log.info(
                     "serving %s (/metrics /healthz /readyz /v1/callback); callbacks go to %s",
