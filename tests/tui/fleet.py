@@ -106,7 +106,7 @@ def history() -> MemorySink:
     sink = MemorySink()
     for step in range(90, 0, -1):
         when = NOW - timedelta(seconds=10 * step)
-        for name, (phase_now, *_rest) in STATUSES.items():
+        for name, (_phase_now, *_rest) in STATUSES.items():
             phase, ok = "Ready", True
             if name == "dev-azure-westeurope" and 34 <= step <= 38:
                 phase, ok = "Unhealthy", False
@@ -127,8 +127,11 @@ def history() -> MemorySink:
             region=None, broker=f"kidp-system/{broker}", score=250.0, candidates=5, eligible=2,
             namespace="team-dev", parts=(100.0, 100.0, 50.0),
             rejections={"cloud_provider": 2, "phase": 1}))  # fmt: skip
-        sink.record_lifecycle(LifecycleRecord(
-            time=NOW - timedelta(seconds=4000 - index * 120), request=request, step="created"))
+        sink.record_lifecycle(
+            LifecycleRecord(
+                time=NOW - timedelta(seconds=4000 - index * 120), request=request, step="created"
+            )
+        )
     return sink
 
 

@@ -14,7 +14,9 @@ Mode = Literal[":", "/"]
 
 class CommandBar(Input):
     DEFAULT_CSS = """
-    CommandBar { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    CommandBar, CommandBar:focus {
+        height: 1; border: none; padding: 0 1; display: none; background: $boost;
+    }
     CommandBar.-open { display: block; }
     CommandBar.-error { color: $error; }
     """
@@ -47,14 +49,19 @@ class CommandBar(Input):
 
     def close(self) -> None:
         self.remove_class("-open")
+        if self.has_focus:
+            self.screen.set_focus(None)
 
     def error(self, message: str) -> None:
-        """Keep the bar open with the problem shown (one line)."""
+        """Open the bar again with the problem shown (one line)."""
+        self.open(self.mode)
         self.add_class("-error")
         self.value = ""
         self.placeholder = f"{message}  (Esc to close)"
 
     async def action_submit(self) -> None:
+        # Closed at once, so keys typed right after Enter go to the screen, not in here.
+        self.close()
         self.post_message(self.Submitted(self.mode, self.value))
 
     def on_key(self, event: events.Key) -> None:

@@ -35,12 +35,12 @@ class HeaderBar(Static):
             "READ-ONLY" if state.readonly else "read-write",
             style="bold yellow" if state.readonly else "green",
         )
+        if state.paused is not None:
+            left.append(f"  PAUSED ({state.paused} held, p)", style="bold black on yellow")
+        if state.warnings:
+            left.append(f"  {state.warnings} log warnings (l)", style="yellow")
         left.append(f"  {state.target}", style="bold")
         middle = Text(f"  {state.brokers}  {state.databases}")
-        if state.paused is not None:
-            middle.append(f"  PAUSED ({state.paused} held, p)", style="bold black on yellow")
-        if state.warnings:
-            middle.append(f"  {state.warnings} log warnings (l)", style="yellow")
         line = left + middle
         line.truncate(width - right.cell_len, overflow="ellipsis", pad=True)
         self.update(line + right)

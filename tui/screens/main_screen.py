@@ -135,6 +135,7 @@ class MainScreen(Screen[None]):
             details.append("faults only (ctrl-z)")
         name, reverse = self.sorting.by.get(state.view.name, (state.view.default_sort, False))
         details.append(f"sort {name}{' ↓' if reverse else ''}")
+        details.extend(state.view.details(app.ctx))
         self.query_one(TableTitle).show(state.view.title(objs, app.ctx), details=details)
 
     def redraw(self) -> None:

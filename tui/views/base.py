@@ -89,6 +89,10 @@ class View:
     def title(self, objs: Sequence[Manifest], ctx: Context) -> str:
         return f"{self.title_word} ({len(objs)})"
 
+    def details(self, ctx: Context) -> list[str]:
+        """What the title says after the filter and sort (the Brokers' SCORE criteria)."""
+        return []
+
     def sort(self, name: str) -> Sort:
         return next((s for s in self.sorts if s.name == name), self.sorts[0])
 

@@ -158,7 +158,7 @@ class BrokersView(View):
         shown = ", ".join(
             f"{n} {p}" for p, n in sorted(phases.items(), key=lambda i: PHASE_ORDER.get(i[0], 9))
         )
-        return (
-            f"Brokers ({len(objs)}{': ' + shown if shown else ''})"
-            f"  score for {describe_criteria(ctx.criteria)}"
-        )
+        return f"Brokers ({len(objs)}{': ' + shown if shown else ''})"
+
+    def details(self, ctx: Context) -> list[str]:
+        return [f"score for {describe_criteria(ctx.criteria)}"]
