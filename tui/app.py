@@ -8,6 +8,7 @@ and the writes of actions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from typing import Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from kidp_ops.clock import utc_now
@@ -97,6 +99,10 @@ class DashboardApp(App[int]):
     def flush(self) -> None:
         """Apply what the watches brought since the last frame, then draw."""
         self._flush_due = False
+        with contextlib.suppress(NoMatches):  # the screens are not there yet, or gone
+            self._flush()
+
+    def _flush(self) -> None:
         applied = self.model.apply()
         if not applied:
             self._show_header()
@@ -124,6 +130,10 @@ class DashboardApp(App[int]):
 
     def tick(self) -> None:
         """Once a second: ages and scores move, logs drain, the banner follows the watches."""
+        with contextlib.suppress(NoMatches):  # the screens are not there yet, or gone
+            self._tick()
+
+    def _tick(self) -> None:
         self._refresh_context()
         self._read_history()
         records = self.log_handler.drain()
@@ -145,7 +155,9 @@ class DashboardApp(App[int]):
 
     @property
     def main(self) -> MainScreen | None:
-        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        """The main screen once it is composed (ticks and watch events may come earlier)."""
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        return main if main is not None and main.ready else None
 
     def _show_header(self) -> None:
         main = self.main

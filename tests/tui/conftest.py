@@ -28,7 +28,7 @@ def fixed_app() -> DashboardApp:
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
     """A real embedded store with the dev brokers (their status as in the fixed data)."""
-    cluster = await EmbeddedCluster.open(tmp_path / "state")
+    cluster = await EmbeddedCluster.open(tmp_path / "state", bookmark_seconds=0.1)
     try:
         for broker in dev_brokers():
             stored = await cluster.create(broker)

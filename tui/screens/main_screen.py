@@ -71,6 +71,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.stack: list[ViewState] = [ViewState(VIEWS["brokers"])]
         self.sorting = Sorting()
+        self.ready = False  # composed and mounted
 
     @property
     def dashboard(self) -> DashboardApp:
@@ -91,6 +92,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(ResourceTable).focus()
+        self.ready = True
         self.refresh_rows()
 
     # --- rows -----------------------------------------------------------------------------
