@@ -66,11 +66,13 @@ class SelectScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("Selection simulator: where would it go right now?", id="title")
-        yield Input(
+        field = Input(
             value=criteria_text(self.criteria),
             placeholder="e.g. postgresql eastus | provider=mysql cloud=aws ns=team-x",
             id="criteria",
         )
+        field.cursor_blink = False  # a steady screen, for people and snapshots
+        yield field
         yield Static("", id="problem")
         with VerticalScroll():
             yield Static(ranking(self.criteria, self._explain(self.criteria)), id="ranking")
