@@ -53,8 +53,16 @@ class ResourceTable(ScrollView, can_focus=True):
 
         key: str
 
-    def __init__(self, view: View, context: Callable[[], Context], **kwargs: object) -> None:
+    def __init__(
+        self,
+        view: View,
+        context: Callable[[], Context],
+        *,
+        prompt: Callable[[str], None] | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._prompt = prompt  # `:` and `/` open the screen's prompt at once
         self.view = view
         self._ctx_source = context
         self._keys: list[str] = []
@@ -206,6 +214,19 @@ class ResourceTable(ScrollView, can_focus=True):
     def action_choose(self) -> None:
         if self._keys:
             self.post_message(self.Chosen(self.cursor_key))
+
+    def on_key(self, event: events.Key) -> None:
+        """A key queued here before the focus moved on (k9s users type `:db⏎` in one go,
+        and `:` moves the focus to the command bar) belongs to the widget focused now."""
+        focused = self.screen.focused
+        if event.key in ("colon", "slash") and self._prompt is not None and focused is self:
+            event.stop()
+            event.prevent_default()
+            self._prompt(event.key)
+        elif focused is not None and focused is not self:
+            event.stop()
+            event.prevent_default()
+            focused.post_message(events.Key(event.key, event.character))
 
     def on_click(self, event: events.Click) -> None:
         if event.y < 1:

@@ -45,7 +45,9 @@ class CommandBar(Input):
         )
         self.value = text
         self.cursor_position = len(text)
-        self.focus()
+        # At once, not on the next turn (focus() is deferred): keys typed right after `:`
+        # (k9s users type `:db` in one go) are already queued and must land here.
+        self.screen.set_focus(self)
 
     def close(self) -> None:
         self.remove_class("-open")

@@ -85,7 +85,9 @@ class MainScreen(Screen[None]):
         yield HeaderBar(id="header")
         yield ConnectionBanner(id="banner")
         yield TableTitle(id="title")
-        yield ResourceTable(self.state.view, lambda: self.dashboard.ctx, id="table")
+        yield ResourceTable(
+            self.state.view, lambda: self.dashboard.ctx, prompt=self._prompt, id="table"
+        )
         yield LogPane(id="logs")
         yield CommandBar(id="command")
         yield Footer()
@@ -223,9 +225,14 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         self.query_one(CommandBar).open("/", self.state.filter.text)
 
+    def _prompt(self, key: str) -> None:
+        """`:` or `/` pressed on the table: the bar opens now, so keys typed after it in one
+        go (`:db⏎`) go there (the table hands on keys that arrive after the focus left)."""
+        self.action_command() if key == "colon" else self.action_filter()
+
     def _close_bar(self) -> None:
         self.query_one(CommandBar).close()
-        self.query_one(ResourceTable).focus()
+        self.set_focus(self.query_one(ResourceTable))
 
     def on_command_bar_cancelled(self, message: CommandBar.Cancelled) -> None:
         self._close_bar()
