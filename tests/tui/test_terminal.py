@@ -99,6 +99,7 @@ def _dev_state(state: Path) -> None:
 
 
 def _processes_mentioning(text: str) -> list[str]:
+    """kidp-ops processes (dev, its reference brokers) whose command line names `text`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -106,7 +107,7 @@ def _processes_mentioning(text: str) -> list[str]:
                 line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if text in line:
+            if text in line and "kidp_ops" in line and not line.startswith("tmux"):
                 found.append(f"{entry.name}: {line}")
     return found
 
@@ -172,4 +173,5 @@ def test_dev_opens_the_dashboard_and_ctrl_c_leaves_nothing(tmux: Tmux, tmp_path:
     assert "Traceback" not in screen
     assert (state / "dev.log").read_text().count("leading") >= 1
     until_sync(lambda: not _processes_mentioning(str(state)), 10, what="no process left")
+    assert not _processes_mentioning(str(state))
     assert ports_free(), "a reference broker outlived kidp-ops dev"
