@@ -91,6 +91,19 @@ async def test_every_database_is_reachable_by_scrolling(fixed_app: DashboardApp)
         assert screen_text(fixed_app).splitlines()[0].startswith(" kidp-ops")  # header stays
 
 
+async def test_a_filter_that_leaves_fewer_rows_than_the_cursor_index(
+    fixed_app: DashboardApp,
+) -> None:
+    async with fixed_app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(":", *"db", "enter", "end", "/", *"dev-db-0001", "enter")
+        await pilot.pause()
+        assert table(fixed_app).row_keys() == ["team-dev/dev-db-0001"]
+        assert table(fixed_app).cursor_key == "team-dev/dev-db-0001"
+        await pilot.press("d")
+        await pilot.pause()
+        assert "Database team-dev/dev-db-0001" in screen_text(fixed_app)
+
+
 async def test_filter_regex_inverse_and_labels(fixed_app: DashboardApp) -> None:
     async with fixed_app.run_test(size=(80, 24)) as pilot:
         await pilot.press("/", *"west", "enter")

@@ -78,7 +78,7 @@ class ResourceTable(ScrollView, can_focus=True):
 
     @property
     def cursor_key(self) -> str:
-        return self._keys[self._cursor] if self._keys else ""
+        return self._keys[self._cursor] if 0 <= self._cursor < len(self._keys) else ""
 
     @property
     def row_count(self) -> int:
