@@ -64,7 +64,7 @@ class DashboardApp(App[int]):
         self.namespace = ""
         self.faults_only = False
         self.log_handler = PaneHandler()
-        self._flush_due = False
+        self._apply_due = False
         self.connection = inspecting.ConnectionWatch()
         self.actions = actions.Actions(self)
 
@@ -92,17 +92,17 @@ class DashboardApp(App[int]):
 
     def _staged(self, kind: str, change: str, obj: Manifest) -> None:
         self.model.stage(kind, change, object_key(obj), obj)
-        if not self._flush_due:
-            self._flush_due = True
-            self.call_later(self.flush)
+        if not self._apply_due:
+            self._apply_due = True
+            self.call_later(self.apply_changes)
 
-    def flush(self) -> None:
+    def apply_changes(self) -> None:
         """Apply what the watches brought since the last frame, then draw."""
-        self._flush_due = False
+        self._apply_due = False
         with contextlib.suppress(NoMatches):  # the screens are not there yet, or gone
-            self._flush()
+            self._apply_staged()
 
-    def _flush(self) -> None:
+    def _apply_staged(self) -> None:
         applied = self.model.apply()
         if not applied:
             self._show_header()
@@ -202,7 +202,7 @@ class DashboardApp(App[int]):
     def action_pause(self) -> None:
         self.model.paused = not self.model.paused
         if not self.model.paused:
-            self.flush()
+            self.apply_changes()
         self._show_header()
 
     def action_logs(self) -> None:

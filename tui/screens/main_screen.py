@@ -72,6 +72,7 @@ class MainScreen(Screen[None]):
         self.stack: list[ViewState] = [ViewState(VIEWS["brokers"])]
         self.sorting = Sorting()
         self.ready = False  # composed and mounted
+        self._shown: list[Manifest] = []
 
     @property
     def dashboard(self) -> DashboardApp:
@@ -124,7 +125,8 @@ class MainScreen(Screen[None]):
         rows = self.rows()
         table = self.query_one(ResourceTable)
         table.show(self.state.view, rows)
-        self._show_title([obj for _, obj in rows])
+        self._shown = [obj for _, obj in rows]
+        self._show_title(self._shown)
 
     def _show_title(self, objs: list[Manifest]) -> None:
         app, state = self.dashboard, self.state
@@ -143,8 +145,14 @@ class MainScreen(Screen[None]):
         self.query_one(TableTitle).show(state.view.title(objs, app.ctx), details=details)
 
     def redraw(self) -> None:
-        """The clock moved: re-sort (ages, scores) and draw the visible rows again."""
-        self.refresh_rows()
+        """The clock moved: draw the visible rows again (ages, scores), and re-sort when the
+        order follows the clock or the faults do (flaps age out)."""
+        view = self.state.view
+        name, _ = self.sorting.by.get(view.name, (view.default_sort, False))
+        if view.sort(name).timed or self.dashboard.faults_only:
+            self.refresh_rows()
+        else:
+            self._show_title(self._shown)
         self.query_one(ResourceTable).redraw()
 
     # --- views ----------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class Sort:
     key: str  # the binding (a capital letter, k9s' shift-sorts)
     name: str
     value: Callable[[Manifest, Context], Any]
+    timed: bool = False  # the order moves with the clock (ages, scores), not only with changes
 
 
 def meta(obj: Manifest) -> Mapping[str, Any]:

@@ -126,9 +126,9 @@ class BrokersView(View):
     sorts = (
         Sort("N", "name", lambda o, c: (meta(o).get("name", ""), meta(o).get("namespace", ""))),
         Sort("S", "phase", lambda o, c: PHASE_ORDER.get(status(o).get("phase", ""), -1)),
-        Sort("L", "load", lambda o, c: -load_fraction(o, c)),
-        Sort("H", "heartbeat", lambda o, c: -(heartbeat_age(o, c) or float("inf"))),
-        Sort("R", "score", _score_sort),
+        Sort("L", "load", lambda o, c: -load_fraction(o, c), timed=True),  # reservations
+        Sort("H", "heartbeat", lambda o, c: -(heartbeat_age(o, c) or float("inf")), timed=True),
+        Sort("R", "score", _score_sort, timed=True),
     )
 
     def fault(self, obj: Manifest, ctx: Context) -> bool:
