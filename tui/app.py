@@ -65,6 +65,7 @@ class DashboardApp(App[int]):
         self.faults_only = False
         self.log_handler = PaneHandler()
         self._apply_due = False
+        self._counts: tuple[str, str] | None = None
         self.connection = inspecting.ConnectionWatch()
         self.actions = actions.Actions(self)
 
@@ -107,6 +108,7 @@ class DashboardApp(App[int]):
         if not applied:
             self._show_header()
             return
+        self._counts = None
         self._refresh_context()
         if self.feed.history is None:
             for key, obj in applied.get("brokers", {}).items():
@@ -148,7 +150,7 @@ class DashboardApp(App[int]):
     def _redraw(self, *, rows_only: bool) -> None:
         main = self.main
         if main is not None:
-            main.redraw() if not rows_only else main.refresh_rows()
+            main.refresh_rows() if rows_only else main.redraw()
         if isinstance(self.screen, DescribeScreen | SelectScreen):
             self.screen.redraw()
         self._show_header()
@@ -163,16 +165,19 @@ class DashboardApp(App[int]):
         main = self.main
         if main is None:
             return
-        brokers = self.model.objects["brokers"].values()
-        down = sum(1 for b in brokers if status(b).get("phase") != "Ready")
-        dbs = self.model.objects["databases"].values()
-        failed = sum(1 for d in dbs if status(d).get("phase") == "Failed")
+        if self._counts is None:  # counted again only after changes, not every second
+            brokers = self.model.objects["brokers"].values()
+            down = sum(1 for b in brokers if status(b).get("phase") != "Ready")
+            dbs = self.model.objects["databases"].values()
+            failed = sum(1 for d in dbs if status(d).get("phase") == "Failed")
+            self._counts = (f"{len(brokers)} brokers ({down} not Ready)",
+                            f"{len(dbs)} dbs ({failed} Failed)")  # fmt: skip
         main.query_one(HeaderBar).show(
             HeaderState(
                 target=self.feed.target,
                 readonly=self.feed.readonly,
-                brokers=f"{len(brokers)} brokers ({down} not Ready)",
-                databases=f"{len(dbs)} dbs ({failed} Failed)",
+                brokers=self._counts[0],
+                databases=self._counts[1],
                 paused=self.model.held if self.model.paused else None,
                 warnings=self.log_handler.warnings,
                 now=self.ctx.now,
@@ -248,7 +253,8 @@ class DashboardApp(App[int]):
         self.ctx.criteria = criteria
         if isinstance(self.screen, SelectScreen):
             self.screen.show_criteria(criteria)
-        self._redraw(rows_only=False)
+        if self.main is not None:
+            self.main.redraw(rows=True)
         return ""
 
     def on_select_screen_criteria_changed(self, message: SelectScreen.CriteriaChanged) -> None:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -22,6 +25,13 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui.views.base import SEPARATOR, Context, Manifest, View, layout
+
+
+@lru_cache(maxsize=256)
+def _style(style: str | Style) -> Style | None:
+    if isinstance(style, Style):
+        return style
+    return Style.parse(style) if style else None
 
 
 class ResourceTable(ScrollView, can_focus=True):
@@ -72,6 +82,7 @@ class ResourceTable(ScrollView, can_focus=True):
         self._shown: list[int] = []
         self._widths: dict[int, int] = {}
         self._layout_for = -1
+        self._style_cache: Style | None = None
         self.rendered_rows = 0  # rows drawn (not served from the cache): the benchmark reads it
 
     # --- data -----------------------------------------------------------------------------
@@ -161,20 +172,49 @@ class ResourceTable(ScrollView, can_focus=True):
         return strip
 
     def _line(self, cells: Sequence[Text], width: int) -> Strip:
-        line = Text(no_wrap=True)
+        """One row as few segments as its styles allow: plain text and padding are joined
+        into one segment; only cells with spans (bars, sparklines) go through Rich's
+        renderer. The hot path of every frame."""
+        segments: list[Segment] = []
+        plain: list[str] = []
+
+        def styled(segment: Segment) -> None:
+            if segment.style is None:
+                plain.append(segment.text)
+                return
+            if plain:
+                segments.append(Segment("".join(plain)))
+                plain.clear()
+            segments.append(segment)
+
+        console = self.app.console
         for position, (index, cell) in enumerate(zip(self._shown, cells, strict=True)):
             column, size = self.view.columns[index], self._widths[index]
             cell.truncate(size, overflow="ellipsis")
             pad = " " * (size - cell.cell_len)
-            if position:
-                line.append(" " * SEPARATOR)
+            plain.append(" " * SEPARATOR if position else "")
             if column.right:
-                line.append(pad)
-            line.append_text(cell)
+                plain.append(pad)
+            if cell.spans:
+                for segment in cell.render(console):
+                    styled(segment)
+            else:
+                styled(Segment(cell.plain, _style(cell.style)))
             if not column.right:
-                line.append(pad)
-        segments = [s for s in line.render(self.app.console) if s.text != "\n"]
-        return Strip(segments).adjust_cell_length(width).apply_style(self.rich_style)
+                plain.append(pad)
+        if plain:
+            segments.append(Segment("".join(plain)))
+        return Strip(segments).adjust_cell_length(width).apply_style(self._base_style())
+
+    def _base_style(self) -> Style:
+        if self._style_cache is None:
+            self._style_cache = self.rich_style
+        return self._style_cache
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._style_cache = None
+        self._cache.clear()
 
     def _header(self, width: int) -> Strip:
         style = self.get_component_rich_style("resource-table--header")

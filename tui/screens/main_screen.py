@@ -144,15 +144,14 @@ class MainScreen(Screen[None]):
         details.extend(state.view.details(app.ctx))
         self.query_one(TableTitle).show(state.view.title(objs, app.ctx), details=details)
 
-    def redraw(self) -> None:
-        """The clock moved: draw the visible rows again (ages, scores), and re-sort when the
-        order follows the clock or the faults do (flaps age out)."""
+    def redraw(self, *, rows: bool = False) -> None:
+        """The clock moved: draw the visible rows again (ages, scores); choose and order the
+        rows again when asked, or when the order follows the clock or the faults do (flaps
+        age out). The title changes only with the rows."""
         view = self.state.view
         name, _ = self.sorting.by.get(view.name, (view.default_sort, False))
-        if view.sort(name).timed or self.dashboard.faults_only:
+        if rows or view.sort(name).timed or self.dashboard.faults_only:
             self.refresh_rows()
-        else:
-            self._show_title(self._shown)
         self.query_one(ResourceTable).redraw()
 
     # --- views ----------------------------------------------------------------------------

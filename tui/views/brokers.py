@@ -89,7 +89,7 @@ COLUMNS = (
     Column("REGION", 13, 4, lambda o, c: Text(str(spec(o).get("region") or "*"))),
     Column("PHASE", 10, 0, _phase),
     Column("SINCE", 5, 1, lambda o, c: cells.age(phase_since(o, c)), right=True),
-    Column("LOAD", 13, 2, lambda o, c: cells.load(*load_numbers(o, c), bar=4)),
+    Column("LOAD", 13, 2, lambda o, c: cells.load(*load_numbers(o, c), bar=3)),
     Column("PRIO", 4, 7, lambda o, c: cells.number(spec(o).get("priority")), right=True),
     Column("SCORE", 6, 3, lambda o, c: cells.score(*score_of(o, c)), right=True),
     Column("HEARTBEAT", 9, 1, _heartbeat, right=True),
