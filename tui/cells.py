@@ -54,12 +54,12 @@ def heartbeat(seconds: float | None, *, interval: float, offline_after: timedelt
     """The heartbeat's age: plain, yellow past two intervals, red past the Offline limit."""
     if seconds is None:
         return Text("never", style="bold red")
-    text = Text(human_age(seconds))
+    style = ""
     if seconds >= offline_after.total_seconds():
-        text.stylize("bold red")
+        style = "bold red"
     elif seconds > 2 * interval:
-        text.stylize("yellow")
-    return text
+        style = "yellow"
+    return Text(human_age(seconds), style=style)
 
 
 def load(active: int, reserved: int, limit: int, *, bar: int = 5) -> Text:
@@ -81,7 +81,7 @@ def meter(fraction: float, width: int) -> str:
     """A bar of `width` cells filled to `fraction` in eighths."""
     eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
     full, part = divmod(eighths, 8)
-    cells = "█" * full + (BAR[8 - part] if part else "")
+    cells = "█" * full + (BAR[part] if part else "")
     return cells.ljust(width, "·")
 
 
