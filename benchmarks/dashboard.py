@@ -111,6 +111,7 @@ def p95(values: list[float]) -> float:
 
 
 async def dashboard(brokers: list[Manifest], rounds: int) -> dict[str, Any]:
+    # One measured session, kept in one piece so the timed path reads top to bottom.
     feed, source = _feed(brokers)
     app = create_app(feed, clock=lambda: FLEET_NOW, tick=None)
     flushed = asyncio.Event()

@@ -97,22 +97,7 @@ def describe_broker(
     status = manifest.get("status") or {}
     page = Page()
     page.heading(f"Broker {meta.get('namespace')}/{meta.get('name')}")
-    page.field("endpoint", spec.get("endpoint"))
-    page.field("cloud / region", f"{spec.get('cloudProvider')} / {spec.get('region') or '*'}")
-    page.field("priority", spec.get("priority"))
-    page.field("max deployments", spec.get("maxConcurrentDeployments"))
-    page.field("cordoned", "yes (unschedulable)" if spec.get("unschedulable") else "no")
-    for capability in spec.get("capabilities") or []:
-        regions = ", ".join(capability.get("regions") or []) or "every region it serves"
-        providers = ", ".join(capability.get("providers") or []) or "none declared"
-        page.field(f"serves {capability.get('resourceType')}", f"{providers} (in {regions})")
-    check = spec.get("healthCheck") or {}
-    page.field(
-        "health check",
-        f"{check.get('endpoint', '/health')} every {check.get('intervalSeconds', 30)}s, "
-        f"timeout {check.get('timeoutSeconds', 5)}s, "
-        f"down after {check.get('failureThreshold', 3)} failures",
-    )
+    _broker_spec(page, spec)
     page.heading("Status")
     listed: list[Manifest] = status.get("conditions") or []
     ready: Manifest = next((c for c in listed if c.get("type") == "Ready"), {})
@@ -131,6 +116,25 @@ def describe_broker(
     _selections_onto(page, selections, now)
     events(page, related_events, now)
     return page.text
+
+
+def _broker_spec(page: Page, spec: Manifest) -> None:
+    page.field("endpoint", spec.get("endpoint"))
+    page.field("cloud / region", f"{spec.get('cloudProvider')} / {spec.get('region') or '*'}")
+    page.field("priority", spec.get("priority"))
+    page.field("max deployments", spec.get("maxConcurrentDeployments"))
+    page.field("cordoned", "yes (unschedulable)" if spec.get("unschedulable") else "no")
+    for capability in spec.get("capabilities") or []:
+        regions = ", ".join(capability.get("regions") or []) or "every region it serves"
+        providers = ", ".join(capability.get("providers") or []) or "none declared"
+        page.field(f"serves {capability.get('resourceType')}", f"{providers} (in {regions})")
+    check = spec.get("healthCheck") or {}
+    page.field(
+        "health check",
+        f"{check.get('endpoint', '/health')} every {check.get('intervalSeconds', 30)}s, "
+        f"timeout {check.get('timeoutSeconds', 5)}s, "
+        f"down after {check.get('failureThreshold', 3)} failures",
+    )
 
 
 def _probes(page: Page, probes: Sequence[ProbeRecord], now: datetime) -> None:
