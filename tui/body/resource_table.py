@@ -110,7 +110,9 @@ class ResourceTable(ScrollView, can_focus=True):
         self._rows = fresh
         self._keys = [key for key, _ in rows]
         self._fit_columns()
-        self.virtual_size = Size(self._table_width(), len(self._keys) + 1)
+        size = Size(self._table_width(), len(self._keys) + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
         index = self._keys.index(before) if before in self._rows else self._cursor
         self._place_cursor(index, announce=self.cursor_key != before)
         self.refresh()

@@ -23,7 +23,7 @@ from tui.filtering import NO_FILTER, FilterError, RowFilter, parse_filter
 from tui.footer.command_bar import CommandBar
 from tui.header.connection_banner import ConnectionBanner
 from tui.header.header_bar import HeaderBar
-from tui.views.base import Manifest, View, meta
+from tui.views.base import Manifest, Sort, View, meta
 from tui.views.brokers import BrokersView
 from tui.views.databases import DatabasesView, broker_of
 from tui.views.events import EventsView
@@ -73,6 +73,7 @@ class MainScreen(Screen[None]):
         self.sorting = Sorting()
         self.ready = False  # composed and mounted
         self._shown: list[Manifest] = []
+        self._sort_values: dict[str, tuple[Manifest, Sort, Any, Any]] = {}
 
     @property
     def dashboard(self) -> DashboardApp:
@@ -118,10 +119,23 @@ class MainScreen(Screen[None]):
             wanted.append((key, obj))
         name, reverse = self.sorting.by.get(view.name, (view.default_sort, False))
         sort = view.sort(name)
-        wanted.sort(key=lambda pair: (sort.value(pair[1], ctx), pair[0]), reverse=reverse)
+        wanted.sort(key=lambda pair: self._sort_value(sort, pair[0], pair[1]), reverse=reverse)
         return wanted
 
+    def _sort_value(self, sort: Sort, key: str, obj: Manifest) -> Any:
+        """A row's sort value, computed again only when its object changed (or, for an
+        order that follows the clock, when the clock moved)."""
+        stamp = self.dashboard.ctx.now if sort.timed else None
+        cached = self._sort_values.get(key)
+        if cached is not None and cached[0] is obj and cached[1] is sort and cached[2] == stamp:
+            return cached[3]
+        value = (sort.value(obj, self.dashboard.ctx), key)
+        self._sort_values[key] = (obj, sort, stamp, value)
+        return value
+
     def refresh_rows(self) -> None:
+        if len(self._sort_values) > 2 * sum(len(o) for o in self.dashboard.model.objects.values()):
+            self._sort_values.clear()  # forget deleted rows now and then
         rows = self.rows()
         table = self.query_one(ResourceTable)
         table.show(self.state.view, rows)
