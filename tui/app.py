@@ -9,6 +9,7 @@ and the writes of actions.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -66,6 +67,7 @@ class DashboardApp(App[int]):
         self.log_handler = PaneHandler()
         self._apply_due = False
         self._counts: tuple[str, str] | None = None
+        self._frozen = False
         self.connection = inspecting.ConnectionWatch()
         self.actions = actions.Actions(self)
 
@@ -84,6 +86,9 @@ class DashboardApp(App[int]):
 
     def on_unmount(self) -> None:
         logging.getLogger().removeHandler(self.log_handler)
+
+    def _sources(self) -> tuple[Any, ...]:
+        return (self.feed.brokers, self.feed.databases, self.feed.events)
 
     @work(group="informers")
     async def run_informer(self, informer: Any) -> None:
@@ -109,6 +114,11 @@ class DashboardApp(App[int]):
             self._show_header()
             return
         self._counts = None
+        if not self._frozen and all(s.has_synced for s in self._sources()):
+            # The first lists are in: what exists now is long-lived (caches, widgets), so
+            # the cyclic GC stops walking it (gc.freeze), which keeps its pauses short.
+            self._frozen = True
+            gc.freeze()
         self._refresh_context()
         if self.feed.history is None:
             for key, obj in applied.get("brokers", {}).items():

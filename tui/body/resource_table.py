@@ -34,6 +34,16 @@ def _style(style: str | Style) -> Style | None:
     return Style.parse(style) if style else None
 
 
+@dataclass(slots=True)
+class _Row:
+    """A drawn row: for which object and clock epoch, its cells as segments, the strip."""
+
+    obj: Manifest
+    epoch: int
+    parts: list[list[Segment]]
+    strip: Strip
+
+
 class ResourceTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     ResourceTable { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }
@@ -77,7 +87,8 @@ class ResourceTable(ScrollView, can_focus=True):
         self._ctx_source = context
         self._keys: list[str] = []
         self._rows: dict[str, Manifest] = {}
-        self._cache: dict[str, Strip] = {}
+        self._cache: dict[str, _Row] = {}
+        self._epoch = 0  # moves with the clock: timed cells are computed again
         self._cursor = 0
         self._shown: list[int] = []
         self._widths: dict[int, int] = {}
@@ -118,8 +129,9 @@ class ResourceTable(ScrollView, can_focus=True):
         self.refresh()
 
     def redraw(self) -> None:
-        """Draw every visible row again (the clock moved: ages, scores, heartbeats)."""
-        self._cache.clear()
+        """The clock moved: the visible rows' timed cells (ages, scores, heartbeats) are
+        computed again when drawn; the others are kept."""
+        self._epoch += 1
         self.refresh()
 
     def select_key(self, key: str) -> None:
@@ -164,48 +176,53 @@ class ResourceTable(ScrollView, can_focus=True):
         index = self.scroll_offset.y + y - 1
         if index >= len(self._keys):
             return Strip.blank(width, self.rich_style)
-        key = self._keys[index]
-        strip = self._cache.get(key)
-        if strip is None:
-            strip = self._cache[key] = self._draw(self._rows[key], width)
-            self.rendered_rows += 1
+        strip = self._row(self._keys[index], width)
         if index == self._cursor:
             strip = strip.apply_style(self.get_component_rich_style("resource-table--cursor"))
         return strip
 
-    def _line(self, cells: Sequence[Text], width: int) -> Strip:
-        """One row as few segments as its styles allow: plain text and padding are joined
-        into one segment; only cells with spans (bars, sparklines) go through Rich's
-        renderer. The hot path of every frame."""
-        segments: list[Segment] = []
-        plain: list[str] = []
+    def _row(self, key: str, width: int) -> Strip:
+        """The row's strip: from the cache, with its timed cells computed again when the
+        clock moved, or drawn anew when its object changed."""
+        obj, row = self._rows[key], self._cache.get(key)
+        if row is not None and row.obj is obj and row.epoch == self._epoch:
+            return row.strip
+        ctx = self._ctx_source()
+        if row is None or row.obj is not obj:
+            parts = [self._part(n, i, self.view.columns[i].cell(obj, ctx)) for n, i in
+                     enumerate(self._shown)]  # fmt: skip
+            self.rendered_rows += 1
+        else:
+            parts = [
+                self._part(n, i, self.view.columns[i].cell(obj, ctx))
+                if self.view.columns[i].timed
+                else row.parts[n]
+                for n, i in enumerate(self._shown)
+            ]
+        strip = self._strip([s for part in parts for s in part], width)
+        self._cache[key] = _Row(obj, self._epoch, parts, strip)
+        return strip
 
-        def styled(segment: Segment) -> None:
-            if segment.style is None:
-                plain.append(segment.text)
-                return
-            if plain:
-                segments.append(Segment("".join(plain)))
-                plain.clear()
-            segments.append(segment)
+    def _part(self, position: int, index: int, cell: Text) -> list[Segment]:
+        """One cell as segments: the gap before it, its text truncated and padded. Plain
+        text is one segment; only cells with spans (bars, sparklines) go through Rich."""
+        column, size = self.view.columns[index], self._widths[index]
+        cell.truncate(size, overflow="ellipsis")
+        pad = " " * (size - cell.cell_len)
+        gap = " " * SEPARATOR if position else ""
+        if not cell.spans:
+            text = gap + (pad + cell.plain if column.right else cell.plain + pad)
+            style = _style(cell.style)
+            if style is None or not cell.plain:
+                return [Segment(text)]
+            before, after = (gap + pad, "") if column.right else (gap, pad)
+            return [Segment(before), Segment(cell.plain, style), Segment(after)]
+        inner = [s for s in cell.render(self.app.console) if s.text]
+        if column.right:
+            return [Segment(gap + pad), *inner]
+        return [Segment(gap), *inner, Segment(pad)]
 
-        console = self.app.console
-        for position, (index, cell) in enumerate(zip(self._shown, cells, strict=True)):
-            column, size = self.view.columns[index], self._widths[index]
-            cell.truncate(size, overflow="ellipsis")
-            pad = " " * (size - cell.cell_len)
-            plain.append(" " * SEPARATOR if position else "")
-            if column.right:
-                plain.append(pad)
-            if cell.spans:
-                for segment in cell.render(console):
-                    styled(segment)
-            else:
-                styled(Segment(cell.plain, _style(cell.style)))
-            if not column.right:
-                plain.append(pad)
-        if plain:
-            segments.append(Segment("".join(plain)))
+    def _strip(self, segments: list[Segment], width: int) -> Strip:
         return Strip(segments).adjust_cell_length(width).apply_style(self._base_style())
 
     def _base_style(self) -> Style:
@@ -220,12 +237,9 @@ class ResourceTable(ScrollView, can_focus=True):
 
     def _header(self, width: int) -> Strip:
         style = self.get_component_rich_style("resource-table--header")
-        cells = [Text(self.view.columns[i].title) for i in self._shown]
-        return self._line(cells, width).apply_style(style)
-
-    def _draw(self, obj: Manifest, width: int) -> Strip:
-        ctx = self._ctx_source()
-        return self._line([self.view.columns[i].cell(obj, ctx) for i in self._shown], width)
+        parts = [self._part(n, i, Text(self.view.columns[i].title)) for n, i in
+                 enumerate(self._shown)]  # fmt: skip
+        return self._strip([s for part in parts for s in part], width).apply_style(style)
 
     # --- the cursor -----------------------------------------------------------------------
 

@@ -16,4 +16,4 @@ class TableTitle(Static):
         for detail in details:
             text.append("  ")
             text.append(detail, style="italic")
-        self.update(text)
+        self.update(text, layout=False)  # one line, always: no layout pass

@@ -43,4 +43,4 @@ class HeaderBar(Static):
         middle = Text(f"  {state.brokers}  {state.databases}")
         line = left + middle
         line.truncate(width - right.cell_len, overflow="ellipsis", pad=True)
-        self.update(line + right)
+        self.update(line + right, layout=False)  # one line, always: no layout pass

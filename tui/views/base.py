@@ -44,6 +44,7 @@ class Column:
     right: bool = False
     fit: bool = False  # as wide as the widest value (up to `width`)
     flex: bool = False  # takes the width that is left
+    timed: bool = False  # changes with the clock, the criteria or the registry, not only the row
 
 
 @dataclass(frozen=True, slots=True)

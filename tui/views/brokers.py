@@ -88,11 +88,11 @@ COLUMNS = (
     Column("PROVIDER", 8, 6, lambda o, c: Text(str(spec(o).get("cloudProvider", "")))),
     Column("REGION", 13, 4, lambda o, c: Text(str(spec(o).get("region") or "*"))),
     Column("PHASE", 10, 0, _phase),
-    Column("SINCE", 5, 1, lambda o, c: cells.age(phase_since(o, c)), right=True),
-    Column("LOAD", 13, 2, lambda o, c: cells.load(*load_numbers(o, c), bar=3)),
+    Column("SINCE", 5, 1, lambda o, c: cells.age(phase_since(o, c)), right=True, timed=True),
+    Column("LOAD", 13, 2, lambda o, c: cells.load(*load_numbers(o, c), bar=3), timed=True),
     Column("PRIO", 4, 7, lambda o, c: cells.number(spec(o).get("priority")), right=True),
-    Column("SCORE", 6, 3, lambda o, c: cells.score(*score_of(o, c)), right=True),
-    Column("HEARTBEAT", 9, 1, _heartbeat, right=True),
+    Column("SCORE", 6, 3, lambda o, c: cells.score(*score_of(o, c)), right=True, timed=True),
+    Column("HEARTBEAT", 9, 1, _heartbeat, right=True, timed=True),
     Column(
         "LATENCY", 7, 7, lambda o, c: cells.latency(status(o).get("lastProbeLatencyMs")), right=True
     ),
@@ -101,8 +101,9 @@ COLUMNS = (
         SPARK_WIDTH,
         2,
         lambda o, c: cells.sparkline(c.probes.recent(key_of(o), SPARK_WIDTH), SPARK_WIDTH),
+        timed=True,
     ),
-    Column("FLAPS", 5, 5, _flaps, right=True),
+    Column("FLAPS", 5, 5, _flaps, right=True, timed=True),
     Column("VERSION", 10, 10, lambda o, c: Text(str(status(o).get("version") or ""))),
     Column(
         "AGE",
@@ -110,6 +111,7 @@ COLUMNS = (
         8,
         lambda o, c: cells.age(cells.since(parse_time(meta(o).get("creationTimestamp")), c.now)),
         right=True,
+        timed=True,
     ),
 )
 

@@ -50,6 +50,7 @@ COLUMNS = (
         4,
         lambda o, c: cells.age(cells.since(parse_time(_created(o)), c.now)),
         right=True,
+        timed=True,
     ),
 )
 

@@ -36,6 +36,7 @@ COLUMNS = (
         0,
         lambda o, c: cells.age(cells.since(last_seen(o), c.now)),
         right=True,
+        timed=True,
     ),
     Column("TYPE", 7, 1, lambda o, c: cells.phase(str(o.get("type") or "Normal"))),
     Column("REASON", 20, 2, lambda o, c: Text(str(o.get("reason") or ""))),
