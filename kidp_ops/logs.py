@@ -40,15 +40,12 @@ def configure(fmt: str = "text", *, level: int = logging.INFO) -> None:
 
 
 def to_file(path: Path, *, level: int = logging.INFO) -> None:
-    """Every log record to `path` (appended) and nowhere else: while a full-screen front-end
-    owns the terminal, nothing may write to it (the front-end may add a handler of its own)."""
+    """Every log record to `path` (appended), as `configure("text")` would print it, and
+    nowhere else: while a full-screen front-end owns the terminal, nothing may write to it
+    (the front-end may add a handler of its own)."""
+    configure("text", level=level)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-    )
     root = logging.getLogger()
+    handler.setFormatter(root.handlers[0].formatter)
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("aiohttp.access", "httpx", "httpcore", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -288,3 +288,17 @@ async def test_quit_by_command_and_by_ctrl_c(fixed_app: DashboardApp) -> None:
         await pilot.press("ctrl+c")
         await pilot.pause()
     assert other.return_code == 0
+
+
+async def test_click_enter_on_a_database_and_the_logs_command(fixed_app: DashboardApp) -> None:
+    async with fixed_app.run_test(size=(80, 24)) as pilot:
+        await pilot.click(ResourceTable, offset=(3, 3))  # the header is line 0
+        assert table(fixed_app).cursor_key == "kidp-system/dev-azure-westeurope"
+        await pilot.press(":", *"db", "enter")
+        await pilot.pause()
+        await pilot.press("enter")  # on a Database: describe
+        await pilot.pause()
+        assert isinstance(fixed_app.screen, DescribeScreen)
+        await pilot.press("escape", ":", *"logs", "enter")
+        await pilot.pause()
+        assert fixed_app.screen.query_one("#logs").has_class("-shown")
