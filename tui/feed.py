@@ -14,7 +14,6 @@ them in a worker); `kidp-ops dev` passes the daemon's informers, registry and hi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +56,6 @@ class Feed:
     target: str = ""  # what the header says we look at
     readonly: bool = False
     to_run: list[Informer] = field(default_factory=list)  # informers the app must run
-    on_exit: list[Callable[[], Any]] = field(default_factory=list)
 
 
 def own_feed(

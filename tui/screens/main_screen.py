@@ -7,7 +7,7 @@ The screen orders and filters; the table draws; actions go to the app (confirm, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -285,10 +285,3 @@ class MainScreen(Screen[None]):
             self.refresh_rows()
         elif command.verb == "select":
             app.open_simulator(command.argument)
-
-    def set_filter(self, text: str) -> None:
-        self.state.filter = parse_filter(text)
-        self.refresh_rows()
-
-    def copy_state(self) -> ViewState:
-        return replace(self.state)
