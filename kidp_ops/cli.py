@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _daemon_parser(sub, target)
     _serve_parser(sub, target)
+    _tui_parser(sub, target)
     dev = sub.add_parser(
         "dev",
         parents=[target],
@@ -160,7 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="create a Database every S seconds (default: %(default)s)",
     )
     _api_port_argument(dev)
+    dev.add_argument(
+        "--readonly", action="store_true", help="the dashboard offers no actions (cordon, ...)"
+    )
     return parser
+
+
+def _tui_parser(sub: Any, target: argparse.ArgumentParser) -> None:
+    tui = sub.add_parser(
+        "tui",
+        parents=[target],
+        help="the on-call dashboard (Textual): brokers, databases, decisions, live",
+        description="The on-call dashboard against the embedded store in --state or a real "
+        "cluster: live brokers and databases, describe, the selection simulator, and "
+        "actions behind a confirmation. Read-only by default against a real cluster.",
+    )
+    tui.add_argument(
+        "--readonly",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="offer no actions (default: read-only against a real cluster, not on --state)",
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -370,6 +391,8 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         return _daemon(args, target)
     if args.command == "serve":
         return lambda: commands.serve(target, port=args.api_port, out=out, err=err)
+    if args.command == "tui":
+        return _frontend("tui", target, readonly=args.readonly)
     from kidp_ops import devenv  # lazy: start-up time (the daemon, aiohttp, the store)
 
     options = devenv.DevOptions(
@@ -379,6 +402,7 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         http_port=args.http_addr[1],
         create_every=args.create_every,
         api_port=args.api_port,
+        readonly=args.readonly,
     )
     return lambda: devenv.run(target, options, out=out, err=err)
 
@@ -400,6 +424,17 @@ def _namespace(text: str) -> str:
             f"{text!r} is not a namespace name (lower-case letters, digits and '-')"
         )
     return text
+
+
+def _frontend(name: str, target: Any, *, readonly: bool | None) -> int:
+    from kidp_ops import frontends  # lazy: start-up time (entry points, then the front-end)
+
+    try:
+        frontend = frontends.load(name)
+    except frontends.FrontendMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return int(frontend.main(target, readonly=readonly))
 
 
 def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any, Any, int]]:

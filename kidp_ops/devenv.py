@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from kidp_ops import logs
+from kidp_ops import frontends, logs
 from kidp_ops.cluster.base import BROKERS, DATABASES, LEASES, Cluster, ClusterError, NotFound
 from kidp_ops.cluster.embedded import EmbeddedCluster
 from kidp_ops.cluster.serving import DEFAULT_PORT, ServeError, serve_store
@@ -89,6 +89,7 @@ class DevOptions:
     create_every: float = 4.0
     seed: int | None = None
     api_port: int = DEFAULT_PORT
+    readonly: bool = False  # the dashboard offers no actions
 
 
 class DevError(Exception):
@@ -363,8 +364,12 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
             file=err,
         )
         return 2
-    logs.configure("text", level=logging.INFO if options.headless else logging.WARNING)
     state = Path(target.state)
+    dashboard = _dashboard(options, out)
+    if dashboard is None:
+        logs.configure("text", level=logging.INFO if options.headless else logging.WARNING)
+    else:  # nothing the daemon logs may draw over the dashboard: a file, and its log pane
+        logs.to_file(state / "dev.log")
     started = time.monotonic()
     stop = asyncio.Event()
     sink = MemorySink()
@@ -400,7 +405,7 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
             # SIGHUP too: closing the terminal stops dev as gracefully as Ctrl-C.
             with stop_on_signals(stop, signals=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
                 failure = await _run_all(
-                    daemon, cluster, sink, options, out, stop, started, api.export_line()
+                    daemon, cluster, sink, options, out, stop, started, api.export_line(), dashboard
                 )
         finally:
             processes.stop()
@@ -421,6 +426,7 @@ async def _run_all(
     stop: asyncio.Event,
     started: float,
     kubectl: str = "",
+    dashboard: Any = None,
 ) -> Exception | None:
     """The daemon, the creator, the view and the timer; the daemon's start-up error, if any."""
 
@@ -430,6 +436,8 @@ async def _run_all(
         asyncio.create_task(create_over_time(cluster, options.create_every, rng)),
         asyncio.create_task(
             show(daemon, sink, out, headless=options.headless, started=started, kubectl=kubectl)
+            if dashboard is None
+            else _dashboard_view(dashboard, daemon, cluster, sink, stop, options, kubectl)
         ),
         asyncio.create_task(_stop_after(stop, options.duration)),
     ]
@@ -449,6 +457,40 @@ async def _run_all(
         for task in (*helpers, waiter, running):
             task.cancel()
         await asyncio.gather(*helpers, waiter, running, return_exceptions=True)
+
+
+def _dashboard(options: DevOptions, out: TextIO) -> Any:
+    """The dashboard front-end (`tui/`, by entry point), unless --headless or the output
+    is no terminal (then the plain view)."""
+    if options.headless or not out.isatty():
+        return None
+    try:
+        return frontends.load("tui")
+    except frontends.FrontendMissing as exc:
+        print(f"warning: {exc}; showing the plain view", file=out)
+        return None
+
+
+async def _dashboard_view(
+    dashboard: Any,
+    daemon: Daemon,
+    cluster: Cluster,
+    sink: MemorySink,
+    stop: asyncio.Event,
+    options: DevOptions,
+    kubectl: str,
+) -> None:
+    """The dashboard on this process's daemon, until the user quits it (which stops dev)
+    or `stop` is set (Ctrl-C, SIGTERM, --duration)."""
+    await dashboard.run_in_dev(
+        cluster=cluster,
+        daemon=daemon,
+        history=sink,
+        stop=stop,
+        readonly=options.readonly,
+        kubectl=kubectl,
+    )
+    stop.set()
 
 
 async def _stop_after(stop: asyncio.Event, duration: float | None) -> None:

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 class JsonFormatter(logging.Formatter):
@@ -79,3 +80,15 @@ class Throttle:
             self._logger.warning(message, *args)
         else:
             self.suppressed += 1
+
+
+def to_file(path: Path, *, level: int = logging.INFO) -> None:
+    """Every log record to `path` (appended), as `configure("text")` would print it, and
+    nowhere else: while a full-screen front-end owns the terminal, nothing may write to it
+    (the front-end may add a handler of its own)."""
+    configure("text", level=level)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    root = logging.getLogger()
+    handler.setFormatter(root.handlers[0].formatter)
+    root.handlers[:] = [handler]

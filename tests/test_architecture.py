@@ -195,6 +195,7 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def copy_of_package(tmp_path: Path) -> Path:
     shutil.copytree(PACKAGE, tmp_path / "kidp_ops", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tui", tmp_path / "tui", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".importlinter", tmp_path / ".importlinter")
     return tmp_path
 
@@ -213,6 +214,8 @@ def test_contracts_hold_on_the_tree() -> None:
         ("reconcilers/provisioning.py", "import kidp_ops.clock", "Decisions are pure"),
         ("health/states.py", "import aiohttp", "Decisions are pure"),
         ("registry.py", "import kubernetes", "kubernetes client"),
+        ("devenv.py", "import tui.app", "never imports the dashboard"),
+        ("output.py", "import textual", "never imports the dashboard"),
     ],
 )
 def test_a_new_import_that_breaks_a_rule_fails(

@@ -49,6 +49,7 @@ class PlacingSteps(DatabaseState):
                 await self._event(obj, "InvalidPlacement", message, warning=True)
             return None
         count = self.registry.eligible_count(criteria)  # before the reservation
+        rejections = self._rejections(criteria)  # likewise: the chosen one is not full yet
         chosen = self.registry.select(criteria, now=now, reserve_for=database.metadata.uid)
         if chosen is None:
             await self._no_broker(key, obj, criteria, now)
@@ -56,7 +57,7 @@ class PlacingSteps(DatabaseState):
         self._waiting.discard(key)
         broker = p.BrokerKey(chosen.broker.metadata.namespace, chosen.broker.metadata.name)
         event = p.selected_event(broker, chosen.score or 0.0, count)
-        self._record_selection(key, criteria, chosen, count, now)
+        self._record_selection(key, criteria, chosen, count, now, rejections=rejections)
         obj = await self._patch_status(
             obj, patches.intent_patch(obj, broker=broker, event=event, now=now)
         )
@@ -64,20 +65,26 @@ class PlacingSteps(DatabaseState):
         self._lifecycle(obj, "scheduled", broker=broker.key, message=event)
         return await self._provision(key, obj, broker)
 
+    def _filtered_out(self, criteria: SelectionCriteria) -> dict[str, Any]:
+        """The first filter each broker fails for `criteria` (the eligible ones left out)."""
+        reserved = self.registry.reserved()
+        return {
+            broker.key: found
+            for broker in self.registry.brokers()
+            if (
+                found := failed_filter(broker, criteria, reserved_count=reserved.get(broker.key, 0))
+            )
+        }
+
+    def _rejections(self, criteria: SelectionCriteria) -> Counter[str]:
+        """How many brokers each filter rejected (for the history: why not the others)."""
+        return Counter(str(found) for found in self._filtered_out(criteria).values())
+
     async def _no_broker(
         self, key: str, obj: Mapping[str, Any], criteria: SelectionCriteria, now: datetime
     ) -> None:
         candidates = self.registry.explain(criteria, now=now)
-        reserved = self.registry.reserved()
-        failed = {
-            c.broker.key: found
-            for c in candidates
-            if (
-                found := failed_filter(
-                    c.broker, criteria, reserved_count=reserved.get(c.broker.key, 0)
-                )
-            )
-        }
+        failed = self._filtered_out(criteria)
         message = p.no_broker_message(criteria, candidates, failed)
         self._waiting.add(key)
         rejections = Counter(str(found) for found in failed.values())

@@ -48,8 +48,16 @@ moments = st.datetimes(
     max_value=datetime(2200, 1, 1),
     timezones=st.sampled_from([timezone(timedelta(hours=h)) for h in (-11, -5, 2, 9)]),
 )
+
+
+def _payload(**fields: object) -> CallbackPayload:
+    # not `st.builds(CallbackPayload, ...)`: the model's signature names the aliases
+    # (deploymentId), so builds() would fill those from their types, ignoring ours
+    return CallbackPayload(**fields)  # type: ignore[arg-type]
+
+
 payloads = st.builds(
-    CallbackPayload,
+    _payload,
     deployment_id=text.filter(bool),
     resource_type=text,
     resource_name=text,

@@ -27,11 +27,14 @@ def bomb(levels: int = 9) -> str:
 
 def validate(path: Path) -> tuple[subprocess.CompletedProcess[str], float, int]:
     """Run `kidp-ops validate PATH`; (result, seconds, the child's peak RSS in MB)."""
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a
+    # large test process would report its parent's size; VmHWM starts again with the exec
     code = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from kidp_ops.cli import main\n"
         "status = main(['validate', sys.argv[1]])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "status_text = open('/proc/self/status').read()\n"
+        "print(re.search(r'VmHWM:\\s+(\\d+)', status_text).group(1), file=sys.stderr)\n"
         "sys.exit(status)\n"
     )
     started = time.monotonic()

@@ -453,6 +453,9 @@ async def test_an_unhealthy_broker_gets_no_new_databases(tmp_path: Path, spawn: 
         await until(lambda: phase_of(rig, primary) == "Unhealthy")
         await rig.add_database("second")
         assert status(await rig.wait_ready("second"))["brokerRef"]["name"] == "secondary"
+        # the history says why not the other: one broker rejected by its phase
+        [second] = [s for s in rig.history.selections() if s.request == f"{TEAM}/second"]
+        assert (second.broker, dict(second.rejections)) == (secondary.ref, {"phase": 1})
 
         # Nothing fits now: primary unhealthy, secondary full. The Database waits...
         await rig.add_database("third")

@@ -1,0 +1,142 @@
+"""Pilot tests on real parts: informers over an embedded store (tmp_path). Actions write to
+the store behind a confirmation; a cut connection shows a banner that goes when the watch
+is back; what the process logs goes to the log pane, never over the screen."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kidp_ops.cluster.base import BROKERS, DATABASES, Cluster, Unavailable, WatchEvent
+from kidp_ops.cluster.embedded import EmbeddedCluster
+from tests.support.waiting import until
+from tests.tui.conftest import screen_text
+from tests.tui.fleet import NOW
+from tui.actions import PROBE_NOW
+from tui.app import DashboardApp, create_app
+from tui.body.resource_table import ResourceTable
+from tui.feed import own_feed
+from tui.screens.confirm_screen import ConfirmScreen
+
+
+async def _rows(app: DashboardApp, count: int) -> None:
+    await until(lambda: app.screen.query_one(ResourceTable).row_count == count, what="rows")
+
+
+async def _spec(store: Cluster, name: str) -> dict[str, Any]:
+    return await store.get(BROKERS, name, namespace="kidp-system")
+
+
+async def test_cordon_uncordon_and_probe_now_behind_a_confirmation(
+    live_app: DashboardApp, store: EmbeddedCluster
+) -> None:
+    async with live_app.run_test(size=(80, 24)) as pilot:
+        await _rows(live_app, 5)
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(live_app.screen, ConfirmScreen)
+        assert "Cordon broker kidp-system/dev-aws-us-west-2?" in screen_text(live_app)
+        await pilot.press("n")  # no: nothing written
+        version = (await _spec(store, "dev-aws-us-west-2"))["metadata"]["resourceVersion"]
+        await pilot.press("c", "y")
+
+        async def cordoned() -> bool:
+            return bool((await _spec(store, "dev-aws-us-west-2"))["spec"].get("unschedulable"))
+
+        await until(cordoned, what="spec.unschedulable")
+        assert int((await _spec(store, "dev-aws-us-west-2"))["metadata"]["resourceVersion"]) > int(
+            version
+        )
+        await until(lambda: "⊘Ready" in screen_text(live_app), what="the cordon mark")
+        await pilot.press("u", "y")
+        await until(lambda: "⊘" not in screen_text(live_app), what="uncordoned")
+        assert not (await _spec(store, "dev-aws-us-west-2"))["spec"]["unschedulable"]
+        await pilot.press("t", "y")
+
+        async def asked() -> bool:
+            meta = (await _spec(store, "dev-aws-us-west-2"))["metadata"]
+            return (meta.get("annotations") or {}).get(PROBE_NOW) == "2026-11-25T10:00:00Z"
+
+        await until(asked, what="the probe-now annotation")
+
+
+async def test_delete_a_database(live_app: DashboardApp, store: EmbeddedCluster) -> None:
+    await store.create({
+        "apiVersion": "platform.company.com/v1", "kind": "Database",
+        "metadata": {"name": "doomed", "namespace": "team-x"},
+        "spec": {"engine": "postgresql", "target": "azure-eastus",
+                 "owner": {"kind": "Team", "name": "x"}},
+    })  # fmt: skip
+    async with live_app.run_test(size=(80, 24)) as pilot:
+        await _rows(live_app, 5)
+        await pilot.press("ctrl+d")  # on a broker: not an action of brokers
+        await pilot.pause()
+        assert "delete works on databases, not brokers" in [
+            n.message for n in live_app._notifications
+        ]
+        await pilot.press(":", *"db", "enter")
+        await _rows(live_app, 1)
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        assert "Delete Database team-x/doomed?" in screen_text(live_app)
+        await pilot.press("y")
+        await _rows(live_app, 0)
+        listed = await store.list(DATABASES)
+        assert not listed.items
+
+
+class CuttableCluster(EmbeddedCluster):
+    """The embedded store whose watches fail while `cut` is set, like a lost network."""
+
+    cut = False
+
+    async def _checked(self, events: AsyncIterator[WatchEvent]) -> AsyncIterator[WatchEvent]:
+        if self.cut:
+            raise Unavailable("connection refused (the test cut it)")
+        async for event in events:
+            if self.cut:
+                raise Unavailable("connection reset (the test cut it)")
+            yield event
+
+    def watch(self, kind: Any, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        return self._checked(super().watch(kind, **kwargs))
+
+
+async def test_a_lost_connection_shows_a_banner_until_the_watch_is_back(tmp_path: Any) -> None:
+    store = await CuttableCluster.open(tmp_path / "state", bookmark_seconds=0.1)
+    try:
+        feed = own_feed(store, target="test", readonly=False, history=None)
+        app = create_app(feed, clock=lambda: NOW, tick=0.05)
+        async with app.run_test(size=(80, 24)):
+            await until(lambda: feed.brokers.has_synced, what="synced")
+            store.cut = True
+            await until(lambda: "CONNECTION LOST" in screen_text(app), what="the banner")
+            assert "the test cut it" in screen_text(app)
+            store.cut = False
+            await until(lambda: "CONNECTION LOST" not in screen_text(app), 10, what="back")
+    finally:
+        await store.close()
+
+
+async def test_logs_go_to_the_pane_not_the_terminal(live_app: DashboardApp) -> None:
+    async with live_app.run_test(size=(80, 24)) as pilot:
+        logging.getLogger("kidp_ops.daemon").warning("callback refused (401): bad signature")
+        await until(lambda: "1 log warnings (l)" in screen_text(live_app), what="the count")
+        assert "callback refused" not in screen_text(live_app)
+        await pilot.press("l")
+        await until(lambda: "callback refused (401)" in screen_text(live_app), what="the pane")
+        await pilot.press("l")
+        await pilot.pause()
+        assert "callback refused" not in screen_text(live_app)
+
+
+async def test_command_palette_offers_the_views(live_app: DashboardApp) -> None:
+    async with live_app.run_test(size=(80, 24)) as pilot:
+        await _rows(live_app, 5)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"View: events")
+        await until(lambda: "View: events" in screen_text(live_app), what="the command")
+        await pilot.press("enter")
+        await until(lambda: "Events (" in screen_text(live_app), what="the Events view")

@@ -1,0 +1,1 @@
+"""See tui/__init__.py."""
