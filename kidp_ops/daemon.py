@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -36,7 +37,10 @@ from kidp_ops.controller.queue import Result, WorkerPool, WorkQueue
 from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals
 from kidp_ops.health.credentials import SecretCache
 from kidp_ops.health.probing import Prober
-from kidp_ops.history import HistorySink, NullSink
+from kidp_ops.history import HistoryError, HistorySink, NullSink
+from kidp_ops.history.brokers import spec_recorder
+from kidp_ops.history.series import MeteredHistory, counted_in
+from kidp_ops.history.store import open_writer
 from kidp_ops.metrics import Metrics, gauge
 from kidp_ops.reconcilers.broker import BrokerReconciler
 from kidp_ops.reconcilers.clients import BrokerClients
@@ -80,8 +84,10 @@ class Daemon:
     ) -> None:
         self.cluster = cluster
         self.config = config
-        self.history = history or NullSink()
         self.metrics = Metrics()
+        # Every record also feeds the series Prometheus keeps (history/series.py).
+        self.history = MeteredHistory(history or NullSink(), counted=counted_in(history))
+        self.metrics.add_sampler(self.history.families)
         self.brokers = Informer(cluster, BROKERS)
         self.databases = Informer(cluster, DATABASES)
         self.registry = BrokerRegistry()
@@ -137,6 +143,7 @@ class Daemon:
             brokers=self.registry, databases=self.database_reconciler, index=self.index
         )
         self.brokers.add_handler(self.registry.handle)
+        self.brokers.add_handler(spec_recorder(self.history))
         self.brokers.add_handler(self.broker_reconciler.handle)
         self.brokers.add_handler(self.database_reconciler.on_broker)
         self.databases.add_handler(self.index.handle)
@@ -324,12 +331,23 @@ class Daemon:
         )
 
 
-async def serve(target: Target, config: DaemonConfig, *, err: TextIO) -> int:
+async def serve(
+    target: Target, config: DaemonConfig, *, err: TextIO, history: Path | None = None
+) -> int:
     """`kidp-ops daemon`: run until SIGTERM/SIGINT; 0 after a graceful stop, 1 on a
-    start-up problem (printed as one line)."""
+    start-up problem (printed as one line). `history`: the directory of the history store
+    (None: keep none)."""
     stop = asyncio.Event()
-    async with await connect(target) as cluster:
-        daemon = Daemon(cluster, config)
+    async with await connect(target) as cluster, contextlib.AsyncExitStack() as stack:
+        try:
+            writer = open_writer(history) if history is not None else None
+        except HistoryError as exc:
+            print(f"error: {exc}", file=err)
+            return 1
+        if writer is not None:  # closed off the loop: it writes what is still queued
+            stack.push_async_callback(asyncio.to_thread, writer.close)
+            log.info("history: %s", writer.path)
+        daemon = Daemon(cluster, config, history=writer)
         with stop_on_signals(stop):
             run = asyncio.create_task(daemon.run(stop), name="daemon")
             while not daemon.http_url and not run.done():
