@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from kidp_ops.cluster.target import Target
 from kidp_ops.history import HistoryError
+from kidp_ops.times import parse_moment
 
 OK, FAILED, USAGE = 0, 1, 2
-AGE = re.compile(r"^(\d+)([smhd])$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 NEEDS_ANALYSIS = "kidp-ops history needs pandas and plotly: pip install 'kidp-ops[analysis]'"
 
 
@@ -27,20 +25,13 @@ class UsageError(Exception):
 
 
 def parse_when(text: str | None, *, option: str, now: datetime, ages: bool) -> datetime | None:
-    """`6h`, `7d`, `30m` (ago, when `ages`) or RFC 3339; a UsageError says what is allowed."""
+    """`--since`/`--until` (see `times.parse_moment`); a UsageError names the option."""
     if text is None:
         return None
-    found = AGE.match(text)
-    if found and ages:
-        return now - timedelta(**{UNITS[found[2]]: int(found[1])})
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        allowed = "an age like 30m, 6h, 7d, or " if ages else ""
-        raise UsageError(
-            f"{option} {text!r}: expected {allowed}an RFC 3339 time like 2026-11-25T10:00:00Z"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_moment(text, now=now, ages=ages)
+    except ValueError as exc:
+        raise UsageError(f"{option} {exc}") from None
 
 
 def add_parser(sub: Any, target: argparse.ArgumentParser) -> None:
