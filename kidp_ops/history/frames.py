@@ -263,7 +263,8 @@ def _categories(ids: Any, names: dict[int, str], none: str | None = None) -> Any
         remap = np.cumsum(lookup == 0) - 1
         codes = np.where(lookup[codes] < 0, -1, remap[codes])
         labels = kept
-    return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+    found = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+    return found.reorder_categories(sorted(found.categories, key=str))  # groupby: by name
 
 
 def _transitions(reader: StoreReader, since: datetime | None) -> pd.DataFrame:
