@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     pass
 
 By = Literal["broker", "region", "provider"]
+HORIZON_DAYS = 3650
 METHOD = (
     "Method: a least-squares line through the group's active deployments (sum over its "
     "brokers, one point per {freq}) over the window, extended to where it meets the group's "
@@ -166,9 +167,10 @@ def _eta(series: Any, limit: float, slope: float, intercept: float) -> tuple[str
     full = series[series["active"] >= limit]
     if not full.empty and series["active"].iloc[-1] >= limit:
         return "reached", full.index[0]
-    if slope <= 0:
+    days = (limit - intercept) / slope if slope > 0 else math.inf
+    if days > HORIZON_DAYS:  # flat, falling, or a century away: no date worth showing
         return "not rising", pd.NaT
-    return "rising", series.index[0] + pd.Timedelta(days=(limit - intercept) / slope)
+    return "rising", series.index[0] + pd.Timedelta(days=days)
 
 
 def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1min") -> Any:

@@ -136,13 +136,16 @@ def _key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def _increases(samples: dict[float, float]) -> dict[float, float]:
-    """Per-step increases of a counter (after a reset, the new value)."""
+def _increases(samples: dict[float, float], start: float) -> dict[float, float]:
+    """Per-step increases of a counter: after a reset, the new value; a series that first
+    appears after `start` counts from zero (a new broker's first probes)."""
     found, previous = {}, None
     for t in sorted(samples):
         value = samples[t]
         if previous is not None:
             found[t] = value - previous if value >= previous else value
+        elif t > start:
+            found[t] = value
         previous = value
     return found
 
@@ -161,8 +164,8 @@ def _probes(client: PrometheusClient, w: dict[str, float]) -> tuple[pd.DataFrame
                 current.setdefault((namespace, name), {})[t] = phase
     rows, times, changes, change_times = [], [], [], []
     for labels, by_time in sorted(current.items()):
-        ok = _increases(counts.get((*labels, "success"), {}))
-        failed = _increases(counts.get((*labels, "failure"), {}))
+        ok = _increases(counts.get((*labels, "success"), {}), w["start"])
+        failed = _increases(counts.get((*labels, "failure"), {}), w["start"])
         before: str | None = None
         for t in sorted(by_time):
             phase, fails = by_time[t], int(failed.get(t, 0))
@@ -203,10 +206,10 @@ def _decisions(
     nb = ("namespace", "broker")
     chosen = client.series("kidp_selections_total", (*nb, "resource_type", "provider"), **w)
     parts = client.series("kidp_selection_score_parts_total", (*nb, "part"), **w)
-    part_steps = {key: _increases(samples) for key, samples in parts.items()}
+    part_steps = {key: _increases(samples, w["start"]) for key, samples in parts.items()}
     rows, times = [], []
     for (namespace, name, rtype, provider), samples in sorted(chosen.items()):
-        for t, count in _increases(samples).items():
+        for t, count in _increases(samples, w["start"]).items():
             if count <= 0:
                 continue
             means = [
@@ -233,7 +236,12 @@ def _decisions(
             )
             times.append(datetime.fromtimestamp(t, UTC))
     rejections = client.series("kidp_selection_rejections_total", ("filter",), **w)
-    found = [(t, f, n) for (f,), s in rejections.items() for t, n in _increases(s).items() if n]
+    found = [
+        (t, f, n)
+        for (f,), s in rejections.items()
+        for t, n in _increases(s, w["start"]).items()
+        if n
+    ]
     return (
         timed(rows, SELECTIONS, times),
         timed(
@@ -253,13 +261,13 @@ def _provisions(client: PrometheusClient, w: dict[str, float]) -> pd.DataFrame:
     failures = client.series("kidp_provision_failures_total", nb, **w)
     rows, times = [], []
     for labels, samples in sorted(counts.items()):
-        total = _increases(sums.get(labels, {}))
-        for t, n in _increases(samples).items():
+        total = _increases(sums.get(labels, {}), w["start"])
+        for t, n in _increases(samples, w["start"]).items():
             if n > 0:
                 rows.append((None, _key(*labels), "ready", total.get(t, math.nan) / n, int(n)))
                 times.append(datetime.fromtimestamp(t, UTC))
     for labels, samples in sorted(failures.items()):
-        for t, n in _increases(samples).items():
+        for t, n in _increases(samples, w["start"]).items():
             if n > 0:
                 rows.append((None, _key(*labels), "failed", math.nan, int(n)))
                 times.append(datetime.fromtimestamp(t, UTC))

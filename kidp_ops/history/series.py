@@ -83,7 +83,7 @@ class MeteredHistory:
         self.rejections: Counter[str] = Counter()
         self.provisions: dict[str, tuple[int, float]] = {}  # broker -> (count, sum)
         self.failures: Counter[str] = Counter()
-        self._created: OrderedDict[str, datetime] = OrderedDict()
+        self._created: OrderedDict[str, tuple[datetime, str | None]] = OrderedDict()
 
     def record_probe(self, record: ProbeRecord) -> None:
         key = record.broker
@@ -108,18 +108,24 @@ class MeteredHistory:
         self.inner.record_selection(record)
 
     def record_lifecycle(self, record: LifecycleRecord) -> None:
+        """created -> ready is a provision's duration, counted for the broker that was
+        scheduled (or that the ready step names)."""
+        known = self._created.get(record.request)
         if record.step == "created":
-            self._created[record.request] = record.time
+            self._created[record.request] = (record.time, record.broker)
             while len(self._created) > REMEMBERED_REQUESTS:
                 self._created.popitem(last=False)
-        elif record.step in ("ready", "failed") and record.broker:
-            created = self._created.pop(record.request, None)
-            if record.step == "failed":
-                self.failures[record.broker] += 1
-            elif created is not None:
-                count, total = self.provisions.get(record.broker, (0, 0.0))
-                seconds = max((record.time - created).total_seconds(), 0.0)
-                self.provisions[record.broker] = (count + 1, total + seconds)
+        elif record.step == "scheduled" and known is not None:
+            self._created[record.request] = (known[0], record.broker)
+        elif record.step in ("ready", "failed") and known is not None:
+            del self._created[record.request]
+            broker = record.broker or known[1]
+            if broker and record.step == "failed":
+                self.failures[broker] += 1
+            elif broker:
+                count, total = self.provisions.get(broker, (0, 0.0))
+                seconds = max((record.time - known[0]).total_seconds(), 0.0)
+                self.provisions[broker] = (count + 1, total + seconds)
         self.inner.record_lifecycle(record)
 
     def record_broker(self, record: BrokerRecord) -> None:

@@ -35,6 +35,7 @@ from kidp_ops.history.blocks import UNKNOWN, Row, aggregate, decode, encode
 
 FILE_NAME = "history.db"
 SCHEMA_VERSION = "1"
+HOUR_MS = 3_600_000
 Record = ProbeRecord | SelectionRecord | LifecycleRecord | BrokerRecord
 
 SCHEMA = """
@@ -172,6 +173,8 @@ class HistoryDB:
         self._insert_block(rows, agg=False)
 
     def _insert_block(self, rows: Sequence[Row], *, agg: bool) -> None:
+        if not rows:
+            return
         self.conn.execute(
             "INSERT INTO probe_blocks(t_min, t_max, rows, agg, data) VALUES (?, ?, ?, ?, ?)",
             (min(r[0] for r in rows), max(r[0] for r in rows), len(rows), int(agg), encode(rows)),
@@ -239,6 +242,13 @@ class HistoryDB:
         cutoff = to_ms(now - retention)
         with self._transaction() as conn:
             conn.execute("DELETE FROM probe_blocks WHERE t_max < ?", (cutoff,))
+            straddling = conn.execute(
+                "SELECT id, rows, agg, data FROM probe_blocks WHERE t_min < ?", (cutoff,)
+            ).fetchall()
+            for block, count, agg, data in straddling:  # keep the part within retention
+                kept = [r for r in decode(data, count).iter_rows() if r[0] >= cutoff]
+                conn.execute("DELETE FROM probe_blocks WHERE id = ?", (block,))
+                self._insert_block(kept, agg=bool(agg))
             for table in ("transitions", "selections", "lifecycle"):
                 conn.execute(f"DELETE FROM {table} WHERE t < ?", (cutoff,))
         self._rewrite(older_than=to_ms(now - raw_for), downsample=True)
@@ -258,8 +268,23 @@ class HistoryDB:
             rows = [row for _, count, data in found for row in decode(data, count).iter_rows()]
             rows = aggregate(rows) if downsample else sorted(rows, key=lambda r: r[0])
             conn.executemany("DELETE FROM probe_blocks WHERE id = ?", [(i,) for i, _, _ in found])
-            for start in range(0, len(rows), 65_536):
-                self._insert_block(rows[start : start + 65_536], agg=downsample)
+            for chunk in _chunks(rows, per_hour=downsample):
+                self._insert_block(chunk, agg=downsample)
+
+
+def _chunks(rows: list[Row], *, per_hour: bool, most: int = 65_536) -> list[list[Row]]:
+    """Sorted rows in blocks of at most `most`; aggregates one block per hour, so that
+    retention drops them hour by hour."""
+    chunks: list[list[Row]] = []
+    for row in rows:
+        if (
+            not chunks
+            or len(chunks[-1]) >= most
+            or (per_hour and row[0] // HOUR_MS != chunks[-1][0][0] // HOUR_MS)
+        ):
+            chunks.append([])
+        chunks[-1].append(row)
+    return chunks
 
 
 def _marks(count: int) -> str:

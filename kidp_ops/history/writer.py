@@ -96,7 +96,7 @@ class HistoryWriter:
     # --- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_maintenance = time.monotonic()
+        next_maintenance = time.monotonic() + self.maintain_every
         while True:
             self._write(self._drain())
             if time.monotonic() >= next_maintenance:

@@ -115,7 +115,9 @@ def requests() -> tuple[list[Record], dict[str, int]]:
             records.append(LifecycleRecord(time=at, request=request, step="scheduled",
                                            broker=chosen))  # fmt: skip
             ready = created + timedelta(seconds=PROVISION_SECONDS[chosen])
-            records.append(LifecycleRecord(time=ready, request=request, step="ready"))
+            records.append(
+                LifecycleRecord(time=ready, request=request, step="ready", broker=chosen)
+            )
     return records, decisions
 
 
