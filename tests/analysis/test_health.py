@@ -55,7 +55,7 @@ def test_figures_draw_the_tables(frames: HistoryFrames) -> None:
     unhealthy = next(t for t in timeline.data if t.name == "Unhealthy")
     assert list(unhealthy.y) == [EU] and list(unhealthy.x) == [30 * 60 * 1000]
     bars = health.availability_figure(frames)
-    assert list(bars.data[0].x)[0] == EU and bars.data[0].y[0] == pytest.approx(0.75)
+    assert bars.data[0].x[0] == EU and bars.data[0].y[0] == pytest.approx(0.75)
     assert [t.name for t in health.latency_figure(frames).data] == sorted([AZ, EU, US])
 
 
