@@ -1,14 +1,14 @@
-"""What-if: the recorded selection decisions re-run through the real selection code
-(`kidp_ops.selection.select`) with changed priorities, capacities, or brokers removed, and
-compared with what happened.
+"""What-if: the recorded selection decisions re-run through the real selection code with
+changed priorities, capacities, or brokers removed, and compared with what happened.
 
-For each recorded decision at time t the brokers are rebuilt as they were at t: the spec
-last recorded before t (`brokers` frame), the phase from the last phase change, the
-active deployments from the last probe, the heartbeat from the last successful probe.
-Reservations are emulated as the registry keeps them: a placement counts against its
-broker until that broker's next probe or for 60 s. The load the brokers reported is the
-load that happened: a what-if does not simulate the feedback of different placements
-beyond those reservations. `baseline` (the replay without changes) next to `actual` (what
+The replay drives a real `BrokerRegistry` (the daemon's: `kidp_ops.selection` plus its
+in-flight reservations) on a clock of its own. Every broker is fed to it as it was at each
+recorded moment: the spec last recorded (`brokers` frame), the phase from its last phase
+change, the active deployments from its last probe, the heartbeat from its last successful
+probe. Each recorded decision is then asked again at its time, for its request (so the
+request's reservation counts as it did). The load the brokers reported is the load that
+happened: a what-if does not simulate how different placements would have changed it,
+beyond the reservations. `baseline` (the replay without changes) next to `actual` (what
 was recorded) shows how faithful the reconstruction is.
 """
 
@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from kidp_ops.analysis.style import NONE, empty_figure, titled
 from kidp_ops.history import HistoryError
 from kidp_ops.history.frames import HistoryFrames
 from kidp_ops.model.resources import Broker, BrokerStatus
-from kidp_ops.selection import SelectionCriteria, select
-
-RESERVATION_TTL = timedelta(seconds=60)
+from kidp_ops.registry import BrokerRegistry
+from kidp_ops.selection import SelectionCriteria
 
 
 @dataclass(frozen=True)
@@ -44,18 +43,16 @@ class Changes:
         parts += [f"{b} capacity {c}" for b, c in sorted(self.capacities.items())]
         return ", ".join(parts) or "no change"
 
-    def apply(self, brokers: list[Broker]) -> list[Broker]:
-        changed = []
-        for broker in brokers:
-            if broker.key in self.removed:
-                continue
-            spec = broker.spec
-            if broker.key in self.priorities:
-                spec = replace(spec, priority=self.priorities[broker.key])
-            if broker.key in self.capacities:
-                spec = replace(spec, max_concurrent_deployments=self.capacities[broker.key])
-            changed.append(broker if spec is broker.spec else replace(broker, spec=spec))
-        return changed
+    def apply(self, broker: Broker) -> Broker | None:
+        """`broker` changed as asked; None when it is removed."""
+        if broker.key in self.removed:
+            return None
+        spec = broker.spec
+        if broker.key in self.priorities:
+            spec = replace(spec, priority=self.priorities[broker.key])
+        if broker.key in self.capacities:
+            spec = replace(spec, max_concurrent_deployments=self.capacities[broker.key])
+        return broker if spec is broker.spec else replace(broker, spec=spec)
 
 
 class _Timeline:
@@ -87,20 +84,28 @@ class _Fleet:
         self.heartbeats = _by_broker(probes[probes["ok"]], None)
         self.probed = _by_broker(probes, None)
 
-    def at(self, t: Any) -> list[Broker]:
-        ns, found = int(t.value), []
+    def broker_at(self, key: str, ns: int) -> Broker | None:
+        """Broker `key` as it was at `ns` (ns since the epoch); None before its first
+        recorded spec and after its deletion."""
+        broker: Broker | None = self.specs[key].at(ns)
+        if broker is None:
+            return None
+        phase = self._get(self.phases, key, ns)
+        active = self._get(self.active, key, ns)
+        beat = self._get(self.heartbeats, key, ns, time=True)
+        status = BrokerStatus(phase=phase, active_deployments=int(active or 0),
+                              last_heartbeat=beat)  # fmt: skip
+        return replace(broker, status=status)
+
+    def moments(self) -> Iterator[tuple[int, str]]:
+        """(ns, broker) whenever something about a broker changed: its spec, its phase, a
+        probe (load, heartbeat)."""
         for key, specs in self.specs.items():
-            broker = specs.at(ns)
-            if broker is None:
-                continue
-            phase = self._get(self.phases, key, ns)
-            active = self._get(self.active, key, ns)
-            beat = self._get(self.heartbeats, key, ns, time=True)
-            status = BrokerStatus(
-                phase=phase, active_deployments=int(active or 0), last_heartbeat=beat
-            )
-            found.append(replace(broker, status=status))
-        return found
+            times = set(specs.times)
+            for table in (self.phases, self.probed):
+                if key in table:
+                    times.update(table[key].times)
+            yield from ((t, key) for t in times)
 
     @staticmethod
     def _get(table: dict[str, _Timeline], key: str, ns: int, *, time: bool = False) -> Any:
@@ -109,11 +114,6 @@ class _Fleet:
             return None
         value = timeline.at(ns)
         return value.to_pydatetime() if time and value is not None else value
-
-    def last_probe(self, key: str, ns: int) -> int:
-        timeline = self.probed.get(key)
-        found = timeline.at(ns) if timeline else None
-        return int(found.value) if found is not None else -1
 
 
 def _by_broker(frame: Any, column: str | None) -> dict[str, _Timeline]:
@@ -148,24 +148,63 @@ def replay(frames: HistoryFrames, changes: Changes | None = None) -> Any:
         )
     changes = changes or Changes()
     fleet = _Fleet(frames)
-    base_held: list[tuple[int, str]] = []
-    what_held: list[tuple[int, str]] = []
+    clock = _Clock()
+    recorded, what_if = BrokerRegistry(clock=clock), BrokerRegistry(clock=clock)
+    decisions: list[tuple[int, int, Any]] = [
+        (int(t.value), 1, i) for i, t in enumerate(frames.selections.index)
+    ]
+    changes_at: list[tuple[int, int, Any]] = [(ns, 0, key) for ns, key in fleet.moments()]
     rows = []
-    for t, row in frames.selections.iterrows():
-        criteria = _criteria(row)
-        brokers = fleet.at(t)
-        baseline = _choose(brokers, criteria, t, fleet, base_held)
-        what_if = _choose(changes.apply(brokers), criteria, t, fleet, what_held)
+    for ns, kind, item in sorted([*changes_at, *decisions]):  # at one time: state first
+        clock.now = _time(ns)
+        if kind == 0:
+            _feed(recorded, what_if, fleet.broker_at(str(item), ns), str(item), changes)
+            continue
+        row = frames.selections.iloc[int(item)]
+        criteria, request = _criteria(row), str(row["request"])
         actual = row["broker"] if isinstance(row["broker"], str) else None
-        rows.append((row["request"], actual, baseline, what_if))
-    table = pd.DataFrame(
-        rows, columns=["request", "actual", "baseline", "what_if"], index=frames.selections.index
-    )
+        rows.append((request, actual, _pick(recorded, criteria, request),
+                     _pick(what_if, criteria, request)))  # fmt: skip
+    table = pd.DataFrame(rows, columns=["request", "actual", "baseline", "what_if"],
+                         index=frames.selections.index)  # fmt: skip
     table["changed"] = table["what_if"].fillna(NONE) != table["baseline"].fillna(NONE)
     same = table["baseline"].fillna(NONE) == table["actual"].fillna(NONE)
     table.attrs["changes"] = changes.describe()
     table.attrs["fidelity"] = float(same.mean()) if len(table) else float("nan")
     return table
+
+
+class _Clock:
+    """The replay's clock: the registry reads it for reservations' expiry."""
+
+    def __init__(self) -> None:
+        self.now = datetime.min
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _time(ns: int) -> datetime:
+    import pandas as pd  # lazy: pandas is optional and slow to import
+
+    moment: datetime = pd.Timestamp(ns, tz="UTC").to_pydatetime()
+    return moment
+
+
+def _feed(
+    recorded: BrokerRegistry, what_if: BrokerRegistry, broker: Broker | None, key: str,
+    changes: Changes,
+) -> None:  # fmt: skip
+    for registry, shown in ((recorded, broker), (what_if, broker and changes.apply(broker))):
+        if shown is None:
+            registry.remove(key)
+        else:
+            registry.upsert(shown)
+
+
+def _pick(registry: BrokerRegistry, criteria: SelectionCriteria, request: str) -> str | None:
+    chosen = registry.select(criteria, reserve_for=request)
+    return chosen.broker.key if chosen is not None else None
 
 
 def _criteria(row: Any) -> SelectionCriteria:
@@ -180,26 +219,6 @@ def _criteria(row: Any) -> SelectionCriteria:
         region=text("region"),
         namespace=text("namespace"),
     )
-
-
-def _choose(
-    brokers: list[Broker],
-    criteria: SelectionCriteria,
-    t: Any,
-    fleet: _Fleet,
-    held: list[tuple[int, str]],
-) -> str | None:
-    """The real selection at t, counting the replay's own recent placements as the
-    registry's reservations; the placement is remembered for the next decisions."""
-    ns = int(t.value)
-    ttl = int(RESERVATION_TTL.total_seconds() * 1e9)
-    held[:] = [(at, key) for at, key in held if ns - at < ttl and fleet.last_probe(key, ns) < at]
-    reserved = Counter(key for _, key in held)
-    chosen = select(brokers, criteria, now=t.to_pydatetime(), reserved=reserved)
-    if chosen is None:
-        return None
-    held.append((ns, chosen.broker.key))
-    return chosen.broker.key
 
 
 def removal_impact(frames: HistoryFrames) -> Any:
