@@ -346,7 +346,6 @@ async def serve(
             return 1
         if writer is not None:  # closed off the loop: it writes what is still queued
             stack.push_async_callback(asyncio.to_thread, writer.close)
-            log.info("history: %s", writer.path)
         daemon = Daemon(cluster, config, history=writer)
         with stop_on_signals(stop):
             run = asyncio.create_task(daemon.run(stop), name="daemon")
@@ -358,6 +357,7 @@ async def serve(
                     daemon.http_url,
                     daemon.callback_url,
                 )
+                log.info("history: %s", writer.path if writer else "off")
             try:
                 await run
             except DaemonError as exc:
