@@ -128,49 +128,63 @@ def _color(index: int) -> str:
 
 def headroom(frames: HistoryFrames, *, by: By = "region", freq: str = "1min") -> Any:
     """Index group; columns active (now), capacity, slope_per_day, intercept (at the
-    window's first grid point), eta (when the trend meets capacity; the first time it was
-    reached when it already is), days_left, status (reached, rising, not rising,
-    unlimited). Sorted by eta: the first row runs out first."""
-    import numpy as np  # lazy: numpy comes with pandas, which is optional
+    window's first grid point), first_full (first time at capacity), full_share (share of
+    the window at capacity), eta, days_left (from the window's end), status:
+
+    - `full`: at capacity now (eta: when it first got there in the window);
+    - `imminent`: the trend is past capacity already, the load not yet (eta: the end);
+    - `rising`: the trend meets capacity at eta;
+    - `not rising`: flat or falling (or more than ten years away); `unlimited`: a broker
+      of the group has no maximum.
+
+    Sorted by eta: the first row runs out first."""
     import pandas as pd  # lazy: pandas is optional and slow to import
 
     table = load_over_time(frames, by=by, freq=freq)
     rows = []
     for group, series in table.groupby("group", sort=True):
-        x = (series.index - series.index[0]).total_seconds().to_numpy() / 86_400
-        y = series["active"].to_numpy()
-        slope, intercept = np.polyfit(x, y, 1) if len(series) > 1 else (0.0, float(y[0]))
+        slope, intercept = _fit(series)
         limit = float(series["capacity"].iloc[-1])
-        status, eta = _eta(series, limit, slope, intercept)
+        full = series[series["active"] >= limit]
+        status, eta = _eta(series, limit, slope, intercept, end=frames.end)
         days = (eta - frames.end).total_seconds() / 86_400 if eta is not pd.NaT else math.nan
-        rows.append((group, y[-1], limit, slope, intercept, eta, days, status))
-    columns = [
-        "group",
-        "active",
-        "capacity",
-        "slope_per_day",
-        "intercept",
-        "eta",
-        "days_left",
-        "status",
-    ]
+        rows.append((group, series["active"].iloc[-1], limit, slope, intercept,
+                     full.index[0] if not full.empty else pd.NaT, len(full) / len(series),
+                     eta, days, status))  # fmt: skip
+    columns = ["group", "active", "capacity", "slope_per_day", "intercept", "first_full",
+               "full_share", "eta", "days_left", "status"]  # fmt: skip
     result = pd.DataFrame(rows, columns=columns).set_index("group")
-    result["eta"] = pd.to_datetime(result["eta"], utc=True)
+    for column in ("first_full", "eta"):
+        result[column] = pd.to_datetime(result[column], utc=True)
     return result.sort_values("eta", na_position="last")
 
 
-def _eta(series: Any, limit: float, slope: float, intercept: float) -> tuple[str, Any]:
+def _fit(series: Any) -> tuple[float, float]:
+    """Least squares: active = intercept + slope * days since the first grid point."""
+    import numpy as np  # lazy: numpy comes with pandas, which is optional
+
+    x = (series.index - series.index[0]).total_seconds().to_numpy() / 86_400
+    y = series["active"].to_numpy()
+    if len(series) < 2:
+        return 0.0, float(y[0])
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def _eta(series: Any, limit: float, slope: float, intercept: float, *, end: Any) -> tuple[str, Any]:
     import pandas as pd  # lazy: pandas is optional and slow to import
 
     if math.isinf(limit) or math.isnan(limit):
         return "unlimited", pd.NaT
-    full = series[series["active"] >= limit]
-    if not full.empty and series["active"].iloc[-1] >= limit:
-        return "reached", full.index[0]
+    if series["active"].iloc[-1] >= limit:
+        below = series[series["active"] < limit]
+        since = below.index[-1] if not below.empty else series.index[0]
+        return "full", series[series.index > since].index[0] if not below.empty else since
     days = (limit - intercept) / slope if slope > 0 else math.inf
-    if days > HORIZON_DAYS:  # flat, falling, or a century away: no date worth showing
+    if days > HORIZON_DAYS:  # flat, falling, or a decade away: no date worth showing
         return "not rising", pd.NaT
-    return "rising", series.index[0] + pd.Timedelta(days=days)
+    eta = series.index[0] + pd.Timedelta(days=days)
+    return ("imminent", end) if eta < end else ("rising", eta)
 
 
 def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1min") -> Any:
@@ -220,17 +234,19 @@ def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1m
             )
     figure.update_yaxes(title="active deployments", rangemode="tozero")
     figure.add_annotation(
-        text=_wrap(METHOD.format(freq=freq)),
+        text=_wrap(METHOD.format(freq=freq), 150),
         showarrow=False,
         align="left",
         x=0,
-        y=-0.32,
+        y=-0.12,
+        yanchor="top",
         xref="paper",
         yref="paper",
         font={"size": 10},
     )
-    figure.update_layout(margin={"b": 130})
-    return titled(figure, title, _first_out(forecast))
+    titled(figure, title, _first_out(forecast))
+    figure.update_layout(margin={"b": 100}, legend={"orientation": "v", "x": 1.01, "y": 1})
+    return figure
 
 
 def _first_out(forecast: Any) -> str:
@@ -238,8 +254,15 @@ def _first_out(forecast: Any) -> str:
     if timed.empty:
         return "No group reaches capacity at the current trend"
     group, row = timed.index[0], timed.iloc[0]
-    verb = "reached capacity" if row["status"] == "reached" else "reaches capacity"
-    return f"First to run out: {group} {verb} at {row['eta']:%Y-%m-%d %H:%M} UTC"
+    when = f"{row['eta']:%Y-%m-%d %H:%M} UTC"
+    match row["status"]:
+        case "full":
+            share = f"full {row['full_share']:.0%} of the window"
+            return f"First to run out: {group}, full since {when} ({share})"
+        case "imminent":
+            return f"First to run out: {group}, at capacity on its trend now ({when})"
+        case _:
+            return f"First to run out: {group} reaches capacity at {when}"
 
 
 def _wrap(text: str, width: int = 130) -> str:

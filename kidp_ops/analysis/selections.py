@@ -12,8 +12,11 @@ from typing import Any
 
 from kidp_ops.analysis.style import NONE, PART_COLORS, empty_figure, titled
 from kidp_ops.history.frames import HistoryFrames
+from kidp_ops.selection import Filter
 
 PARTS = ("priority", "load", "heartbeat")
+ORDER = {f.value: i for i, f in enumerate(Filter)}  # the order selection applies them
+TRANSIENT = ("phase", "cordoned", "capacity")  # a broker that fits, but not now
 
 
 def selection_share(frames: HistoryFrames) -> Any:
@@ -75,24 +78,42 @@ def share_figure(frames: HistoryFrames) -> Any:
     )
 
 
-def rejections_over_time(frames: HistoryFrames, *, freq: str = "1min") -> Any:
-    """Index time bins of `freq`; one column per filter: brokers it rejected in the
-    decisions that found no broker (the first filter each broker failed)."""
+def rejections_over_time(frames: HistoryFrames, *, freq: str = "1min", closest: bool = True) -> Any:
+    """Index time bins of `freq`; one column per filter, in selection's order.
+
+    With `closest` (the store's frames, which know each decision), every decision that
+    found no broker counts once per reason that could pass: `phase`, `cordoned`,
+    `capacity` (a broker that fits the request was down, cordoned or full); a decision
+    with none of those counts once under the furthest filter any broker reached (no broker
+    serves that region, provider, ...). Otherwise (Prometheus) every rejected broker
+    counts under the first filter it failed."""
     import pandas as pd  # lazy: pandas is optional and slow to import
 
     rows = frames.rejections
     if rows.empty:
         return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
-    table = rows.pivot_table(
-        index=rows.index.floor(freq),
-        columns="filter",
-        values="brokers",
-        aggfunc="sum",
-        fill_value=0,
-    )
+    if closest and rows["request"].notna().all():
+        rows = _reasons(rows)
+    table = rows.pivot_table(index=rows.index.floor(freq), columns="filter", values="brokers",
+                             aggfunc="sum", fill_value=0)  # fmt: skip
     table.index.name = "time"
     table.columns.name = None
-    return table
+    return table[[c for c in ORDER if c in table.columns]]
+
+
+def _reasons(rows: Any) -> Any:
+    """One row per decision and reason (see `rejections_over_time`), `brokers` 1."""
+    import pandas as pd  # lazy: pandas is optional and slow to import
+
+    keyed = rows.reset_index()
+    transient = keyed[keyed["filter"].isin(TRANSIENT)]
+    decided = set(zip(transient["time"], transient["request"], strict=True))
+    rest = keyed[[(t, r) not in decided for t, r in zip(keyed["time"], keyed["request"],
+                                                        strict=True)]]  # fmt: skip
+    rest = rest.assign(depth=rest["filter"].map(ORDER.get).fillna(-1).to_numpy())
+    deepest = rest.sort_values("depth").groupby(["time", "request"]).tail(1)
+    found = pd.concat([transient, deepest.drop(columns="depth")])
+    return found.sort_values("time", kind="stable").set_index("time").assign(brokers=1)
 
 
 def rejections_figure(frames: HistoryFrames, *, freq: str = "1min") -> Any:
@@ -107,10 +128,13 @@ def rejections_figure(frames: HistoryFrames, *, freq: str = "1min") -> Any:
     for column in table.columns:
         figure.add_trace(go.Bar(x=table.index, y=table[column], name=str(column)))
     figure.update_layout(barmode="stack")
-    figure.update_yaxes(title=f"brokers rejected per {freq}")
-    return titled(
-        figure,
-        title,
-        "Why requests found no broker: each broker's first failed "
-        "filter, in the decisions that placed nothing",
+    per_decision = bool(frames.rejections["request"].notna().all())
+    unit = "decisions" if per_decision else "brokers rejected"
+    figure.update_yaxes(title=f"{unit} per {freq}")
+    how = (
+        "each decision that placed nothing: a broker that fits was down (phase) or full "
+        "(capacity), else the furthest filter any broker passed"
+        if per_decision
+        else "each rejected broker, by the first filter it failed"
     )
+    return titled(figure, title, f"Why requests found no broker: {how}")

@@ -46,6 +46,19 @@ def test_a_linear_trend_gives_the_exact_day_capacity_is_reached(tmp_path: Path) 
     assert coarse["eta"].date() == expected.date()
 
 
+def test_a_trend_already_past_capacity_is_imminent(tmp_path: Path) -> None:
+    """One more each hour for five days, capacity 100 but the load held at 99 from hour
+    99 on: the line is past 100 before the end, the load not at it: imminent, now."""
+    linear_history(tmp_path, capacity=100)
+    frames = load(tmp_path)
+    held = frames.probes.copy()
+    held["active"] = held["active"].clip(upper=99)
+    forecast = capacity.headroom(frames.__class__(**{**frames.__dict__, "probes": held}),
+                                 by="provider", freq="1h")  # fmt: skip
+    assert forecast.loc["aws", "status"] == "imminent"
+    assert forecast.loc["aws", "eta"] == frames.end
+
+
 def test_headroom_states_its_method_and_the_first_to_run_out(tmp_path: Path) -> None:
     linear_history(tmp_path)
     figure = capacity.headroom_figure(load(tmp_path), by="region", freq="1h")
@@ -60,8 +73,10 @@ def test_a_group_at_capacity_says_when_it_got_there(frames: HistoryFrames) -> No
     shrunk.loc[shrunk["broker"] == EU, "max"] = 6
     full = capacity.headroom(frames.__class__(**{**frames.__dict__, "probes": shrunk}),
                              by="broker", freq="10min")  # fmt: skip
-    assert full.loc[EU, "status"] == "reached"
+    assert full.loc[EU, "status"] == "full"
     assert full.loc[EU, "eta"] == START + timedelta(minutes=60)
+    assert full.loc[EU, "first_full"] == START + timedelta(minutes=60)
+    assert full.loc[EU, "full_share"] == pytest.approx(7 / 13)  # 60..120 of 0..120 min
     assert full.index[0] == EU  # runs out first
     assert full.loc["kidp-system/az", "status"] == "unlimited"
 

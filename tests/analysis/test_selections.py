@@ -23,10 +23,19 @@ def test_share_per_broker_with_the_winners_score_parts(frames: HistoryFrames) ->
 
 
 def test_rejections_over_time_by_filter(frames: HistoryFrames) -> None:
-    table = selections.rejections_over_time(frames, freq="10min")
-    assert list(table.columns) == ["phase", "region"]
-    assert table["phase"].sum() == 3 and table["region"].sum() == 6
-    assert table.index.min() == DOWN[0] and table.index.max() == DOWN[0] + timedelta(minutes=20)
+    every = selections.rejections_over_time(frames, freq="10min", closest=False)
+    assert list(every.columns) == ["phase", "region"]  # selection's order
+    assert every["phase"].sum() == 3 and every["region"].sum() == 6
+    assert every.index.min() == DOWN[0] and every.index.max() == DOWN[0] + timedelta(minutes=20)
+
+
+def test_each_unplaced_decision_counts_once_under_its_closest_broker(
+    frames: HistoryFrames,
+) -> None:
+    """eu, the only broker of the region, was down: phase, not the two brokers of other
+    regions."""
+    closest = selections.rejections_over_time(frames, freq="1h")
+    assert list(closest.columns) == ["phase"] and closest["phase"].sum() == 3
 
 
 def test_figures(frames: HistoryFrames) -> None:
@@ -34,4 +43,5 @@ def test_figures(frames: HistoryFrames) -> None:
     assert list(share.data[0].x) == [US, EU, NONE]
     assert [t.name for t in share.data[1:]] == ["priority", "load", "heartbeat"]
     rejections = selections.rejections_figure(frames)
-    assert [t.name for t in rejections.data] == ["phase", "region"]
+    assert [t.name for t in rejections.data] == ["phase"]
+    assert "decisions per 1min" in rejections.layout.yaxis.title.text
