@@ -245,7 +245,8 @@ def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1m
         font={"size": 10},
     )
     titled(figure, title, _first_out(forecast))
-    figure.update_layout(margin={"b": 100}, legend={"orientation": "v", "x": 1.01, "y": 1})
+    legend = {"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1, "yanchor": "top"}
+    figure.update_layout(margin={"b": 100}, legend=legend)
     return figure
 
 
@@ -260,7 +261,12 @@ def _first_out(forecast: Any) -> str:
             share = f"full {row['full_share']:.0%} of the window"
             return f"First to run out: {group}, full since {when} ({share})"
         case "imminent":
-            return f"First to run out: {group}, at capacity on its trend now ({when})"
+            full = (
+                f"; full {row['full_share']:.0%} of the window since {row['first_full']:%H:%M}"
+                if row["full_share"] > 0
+                else ""
+            )
+            return f"First to run out: {group}, at capacity on its trend now{full}"
         case _:
             return f"First to run out: {group} reaches capacity at {when}"
 

@@ -22,8 +22,8 @@ def titled(figure: Any, title: str, subtitle: str = "") -> Any:
     figure.update_layout(
         title={"text": text, "x": 0.01},
         template="plotly_white",
-        margin={"t": 80, "l": 60, "r": 20, "b": 50},
-        legend={"orientation": "h", "y": -0.15},
+        margin={"t": 110, "l": 60, "r": 20, "b": 50},
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
     )
     return figure
 
