@@ -88,14 +88,7 @@ def load_figure(frames: HistoryFrames, *, by: By = "broker", freq: str = "1min")
     figure = go.Figure()
     for i, (group, rows) in enumerate(table.groupby("group", sort=True)):
         color = _color(i)
-        figure.add_trace(
-            go.Scatter(
-                x=rows.index,
-                y=rows["active"],
-                name=str(group),
-                line={"color": color, "shape": "hv"},
-            )
-        )
+        figure.add_trace(_active(rows, str(group), color))
         finite = rows["capacity"].where(rows["capacity"] != float("inf"))
         figure.add_trace(
             go.Scatter(
@@ -108,6 +101,14 @@ def load_figure(frames: HistoryFrames, *, by: By = "broker", freq: str = "1min")
         )
     figure.update_yaxes(title="active deployments", rangemode="tozero")
     return titled(figure, title, "Active deployments (solid) against capacity (dashed)")
+
+
+def _active(rows: Any, name: str, color: str) -> Any:
+    """A group's load as a step line."""
+    import plotly.graph_objects as go  # lazy: plotly is optional and slow to import
+
+    return go.Scatter(x=rows.index, y=rows["active"], name=name,
+                      line={"color": color, "shape": "hv"})  # fmt: skip
 
 
 def _color(index: int) -> str:
@@ -201,14 +202,7 @@ def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1m
     horizon = frames.end + (frames.end - frames.start)
     for i, (group, rows) in enumerate(table.groupby("group", sort=True)):
         row, color = forecast.loc[group], _color(i)
-        figure.add_trace(
-            go.Scatter(
-                x=rows.index,
-                y=rows["active"],
-                name=str(group),
-                line={"color": color, "shape": "hv"},
-            )
-        )
+        figure.add_trace(_active(rows, str(group), color))
         end = row["eta"] if row["eta"] is not pd.NaT and row["eta"] < horizon else horizon
         ends = [rows.index[0], max(end, rows.index[-1])]
         days = [(t - rows.index[0]).total_seconds() / 86_400 for t in ends]

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 READY = "Ready"
+AVAILABILITY = ("availability", "ready_seconds", "observed_seconds", "flaps", "first_flap",
+                "last_flap", "flaps_per_hour")  # fmt: skip
 
 
 def phase_segments(frames: HistoryFrames) -> pd.DataFrame:
@@ -51,16 +53,7 @@ def availability(frames: HistoryFrames) -> pd.DataFrame:
 
     segments = phase_segments(frames)
     if segments.empty:
-        columns = [
-            "availability",
-            "ready_seconds",
-            "observed_seconds",
-            "flaps",
-            "first_flap",
-            "last_flap",
-            "flaps_per_hour",
-        ]
-        return pd.DataFrame(columns=columns, index=pd.Index([], name="broker"))
+        return pd.DataFrame(columns=list(AVAILABILITY), index=pd.Index([], name="broker"))
     observed = segments.groupby("broker")["seconds"].sum()
     ready = segments[segments["phase"] == READY].groupby("broker")["seconds"].sum()
     table = pd.DataFrame({"observed_seconds": observed})
@@ -73,17 +66,7 @@ def availability(frames: HistoryFrames) -> pd.DataFrame:
     table["last_flap"] = grouped["time"].max().reindex(table.index)
     table["flaps_per_hour"] = table["flaps"] / (table["observed_seconds"] / 3600)
     table.index.name = "broker"
-    return table[
-        [
-            "availability",
-            "ready_seconds",
-            "observed_seconds",
-            "flaps",
-            "first_flap",
-            "last_flap",
-            "flaps_per_hour",
-        ]
-    ].sort_values("availability")
+    return table[list(AVAILABILITY)].sort_values("availability")
 
 
 def _flaps(frames: HistoryFrames) -> pd.DataFrame:

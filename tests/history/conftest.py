@@ -1,20 +1,5 @@
-"""One generated history for every analysis test (read-only, so built once)."""
+"""The generated history of tests/analysis, shared (read-only, built once)."""
 
-from __future__ import annotations
+from tests.analysis.conftest import frames, generated
 
-from pathlib import Path
-
-import pytest
-
-from kidp_ops.history.frames import HistoryFrames, load
-from tests.support.history import Generated, generate
-
-
-@pytest.fixture(scope="session")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    return generate(Path(tmp_path_factory.mktemp("history")))
-
-
-@pytest.fixture(scope="session")
-def frames(generated: Generated) -> HistoryFrames:
-    return load(generated.directory)
+__all__ = ["frames", "generated"]
