@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sqlite3
 import statistics
 import sys
@@ -43,15 +44,17 @@ ROWS = 1_000_000
 
 
 def probes(count: int, *, brokers: int = BROKERS) -> list[ProbeRecord]:
-    """`count` probes of `brokers` brokers every 10 s, 1 in 17 failing."""
+    """`count` probes of `brokers` brokers every 10 s (+-1 s jitter, as the scheduler's),
+    latencies log-normal around 7 ms, 1 in 17 failing: as incompressible as real ones."""
+    rng = random.Random(12)
     return [
         ProbeRecord(
-            time=START + timedelta(seconds=10 * (i // brokers), microseconds=i % brokers),
+            time=START + timedelta(seconds=10 * (i // brokers) + rng.uniform(-1, 1)),
             broker=f"kidp-system/broker-{i % brokers:04d}",
             ok=i % 17 != 0,
             phase="Ready",
-            latency_ms=5.0 + (i % 13),
-            active_deployments=i % 10,
+            latency_ms=rng.lognormvariate(2, 0.5),
+            active_deployments=rng.randrange(10),
             reason="" if i % 17 else "timeout after 5s",
             max_concurrent_deployments=10,
             version="1.0.0",
