@@ -181,6 +181,8 @@ def test_contracts_hold_on_the_tree() -> None:
         ("reconcilers/provisioning.py", "import kidp_ops.clock", "Decisions are pure"),
         ("health/states.py", "import aiohttp", "Decisions are pure"),
         ("registry.py", "import kubernetes", "kubernetes client"),
+        ("history/store.py", "import kidp_ops.reconcilers.broker", "history store never"),
+        ("analysis/whatif.py", "import kidp_ops.daemon", "Analysis reads history"),
     ],
 )
 def test_a_new_import_that_breaks_a_rule_fails(
