@@ -7,14 +7,13 @@ The history comes from `--history DIR` (default: the `--state` directory) or, wi
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from kidp_ops.cluster.target import Target
-from kidp_ops.history import HistoryError
-from kidp_ops.times import parse_moment
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from kidp_ops.cluster.target import Target
 
 OK, FAILED, USAGE = 0, 1, 2
 NEEDS_ANALYSIS = "kidp-ops history needs pandas and plotly: pip install 'kidp-ops[analysis]'"
@@ -26,6 +25,8 @@ class UsageError(Exception):
 
 def parse_when(text: str | None, *, option: str, now: datetime, ages: bool) -> datetime | None:
     """`--since`/`--until` (see `times.parse_moment`); a UsageError names the option."""
+    from kidp_ops.times import parse_moment  # lazy: cli imports this module for its parser
+
     if text is None:
         return None
     try:
@@ -62,6 +63,11 @@ def add_parser(sub: Any, target: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, target: Target, *, out: TextIO, err: TextIO) -> int:
+    from datetime import UTC, datetime  # lazy: cli imports this module for its parser
+    from pathlib import Path  # lazy: as above
+
+    from kidp_ops.history import HistoryError  # lazy: as above
+
     now = datetime.now(UTC)
     try:
         since = parse_when(args.since, option="--since", now=now, ages=True)
@@ -101,6 +107,8 @@ def _load(
 
 def export(frames: Any, folder: Path, *, fmt: str, out: TextIO) -> int:
     """Each frame as `folder/NAME.parquet` (or `.csv`), the time index as a column."""
+    import json  # lazy: cli imports this module for its parser
+
     folder.mkdir(parents=True, exist_ok=True)
     names = (
         "probes",
