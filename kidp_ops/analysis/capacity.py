@@ -190,7 +190,6 @@ def _eta(series: Any, limit: float, slope: float, intercept: float, *, end: Any)
 
 def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1min") -> Any:
     """Each group's load, its trend line up to capacity, and when it gets there."""
-    import pandas as pd  # lazy: pandas is optional and slow to import
     import plotly.graph_objects as go  # lazy: plotly is optional and slow to import
 
     title = f"Headroom forecast by {by}"
@@ -201,31 +200,8 @@ def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1m
     figure = go.Figure()
     horizon = frames.end + (frames.end - frames.start)
     for i, (group, rows) in enumerate(table.groupby("group", sort=True)):
-        row, color = forecast.loc[group], _color(i)
-        figure.add_trace(_active(rows, str(group), color))
-        end = row["eta"] if row["eta"] is not pd.NaT and row["eta"] < horizon else horizon
-        ends = [rows.index[0], max(end, rows.index[-1])]
-        days = [(t - rows.index[0]).total_seconds() / 86_400 for t in ends]
-        trend = [row["intercept"] + row["slope_per_day"] * d for d in days]
-        figure.add_trace(
-            go.Scatter(
-                x=ends,
-                y=trend,
-                name=f"{group} trend",
-                showlegend=False,
-                line={"color": color, "dash": "dot"},
-            )
-        )
-        if not math.isinf(row["capacity"]):
-            figure.add_trace(
-                go.Scatter(
-                    x=[rows.index[0], horizon],
-                    y=[row["capacity"]] * 2,
-                    name=f"{group} capacity",
-                    showlegend=False,
-                    line={"color": color, "dash": "dash"},
-                )
-            )
+        for trace in _forecast_traces(str(group), rows, forecast.loc[group], _color(i), horizon):
+            figure.add_trace(trace)
     figure.update_yaxes(title="active deployments", rangemode="tozero")
     figure.add_annotation(
         text=_wrap(METHOD.format(freq=freq), 150),
@@ -242,6 +218,34 @@ def headroom_figure(frames: HistoryFrames, *, by: By = "region", freq: str = "1m
     legend = {"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1, "yanchor": "top"}
     figure.update_layout(margin={"b": 100}, legend=legend)
     return figure
+
+
+def _forecast_traces(group: str, rows: Any, row: Any, color: str, horizon: Any) -> list[Any]:
+    """A group's load, its trend line (up to where it meets capacity, or the horizon), and
+    its capacity."""
+    import pandas as pd  # lazy: pandas is optional and slow to import
+    import plotly.graph_objects as go  # lazy: plotly is optional and slow to import
+
+    end = row["eta"] if row["eta"] is not pd.NaT and row["eta"] < horizon else horizon
+    ends = [rows.index[0], max(end, rows.index[-1])]
+    days = [(t - rows.index[0]).total_seconds() / 86_400 for t in ends]
+    trend = [row["intercept"] + row["slope_per_day"] * d for d in days]
+    traces = [
+        _active(rows, group, color),
+        go.Scatter(x=ends, y=trend, name=f"{group} trend", showlegend=False,
+                   line={"color": color, "dash": "dot"}),
+    ]  # fmt: skip
+    if not math.isinf(row["capacity"]):
+        traces.append(
+            go.Scatter(
+                x=[rows.index[0], horizon],
+                y=[row["capacity"]] * 2,
+                name=f"{group} capacity",
+                showlegend=False,
+                line={"color": color, "dash": "dash"},
+            )
+        )
+    return traces
 
 
 def _first_out(forecast: Any) -> str:

@@ -25,7 +25,8 @@ th:first-child, td:first-child { text-align: left; }
 
 
 def sections(frames: HistoryFrames) -> list[tuple[str, str, list[Any], list[Any]]]:
-    """(heading, what it answers, tables, figures) of each part of the report."""
+    """(heading, what it answers, tables, figures) of each part of the report (long: a
+    table of the report's parts, one entry per line)."""
     parts: list[tuple[str, str, list[Callable[[], Any]], list[Callable[[], Any]]]] = [
         (
             "Broker health",

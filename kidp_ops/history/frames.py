@@ -208,7 +208,8 @@ def frames_of(
 def probes_frame(
     reader: StoreReader, *, since: datetime | None = None, until: datetime | None = None
 ) -> pd.DataFrame:
-    """The probes, columnar from the blocks (no Python object per value)."""
+    """The probes, columnar from the blocks (no Python object per value; long: one
+    statement per column of the frame)."""
     import numpy as np  # lazy: numpy comes with pandas, which is optional
     import pandas as pd  # lazy: pandas is optional and slow to import
 

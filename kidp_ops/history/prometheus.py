@@ -96,7 +96,8 @@ def load(
     step: float | None = None,
     client: PrometheusClient | None = None,
 ) -> HistoryFrames:
-    """The frames of [since, until] (default: the last hour) from Prometheus at `url`."""
+    """The frames of [since, until] (default: the last hour) from Prometheus at `url`
+    (long: one keyword per frame in the result)."""
     import pandas as pd  # lazy: pandas is optional and slow to import
 
     end = until or utc_now()
@@ -151,6 +152,8 @@ def _increases(samples: dict[float, float], start: float) -> dict[float, float]:
 
 
 def _probes(client: PrometheusClient, w: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Probe rows per step and the phase changes between steps (long: one pass over the
+    five series of a broker builds both)."""
     nb = ("namespace", "broker")
     phases = client.series("kidp_broker_phase", (*nb, "phase"), **w)
     active = client.series("kidp_broker_active_deployments", nb, **w)
@@ -217,24 +220,18 @@ def _decisions(
                 for p in ("priority", "load", "heartbeat")
             ]
             broker = _key(namespace, name) if name else None
-            rows.append(
-                (
-                    None,
-                    None,
-                    rtype,
-                    provider or None,
-                    None,
-                    None,
-                    broker,
-                    int(count),
-                    sum(means),
-                    *means,
-                    None,
-                    None,
-                    "",
-                )
-            )
+            request = (None, None, rtype, provider or None, None, None)  # unknown: None
+            rows.append((*request, broker, int(count), sum(means), *means, None, None, ""))
             times.append(datetime.fromtimestamp(t, UTC))
+    return (
+        timed(rows, SELECTIONS, times),
+        _rejections(client, w),
+        _provisions(client, w),
+        _brokers(client, w),
+    )
+
+
+def _rejections(client: PrometheusClient, w: dict[str, float]) -> pd.DataFrame:
     rejections = client.series("kidp_selection_rejections_total", ("filter",), **w)
     found = [
         (t, f, n)
@@ -242,15 +239,10 @@ def _decisions(
         for t, n in _increases(s, w["start"]).items()
         if n
     ]
-    return (
-        timed(rows, SELECTIONS, times),
-        timed(
-            [(None, f, int(n)) for _, f, n in found],
-            REJECTIONS,
-            [datetime.fromtimestamp(t, UTC) for t, _, _ in found],
-        ),
-        _provisions(client, w),
-        _brokers(client, w),
+    return timed(
+        [(None, f, int(n)) for _, f, n in found],
+        REJECTIONS,
+        [datetime.fromtimestamp(t, UTC) for t, _, _ in found],
     )
 
 
