@@ -18,6 +18,8 @@ from typing import Any
 from kidp_ops.cluster.target import target_from_args, target_options
 from kidp_ops.errors import ClusterError, NotConnected
 from kidp_ops.kinds import kind_by_name
+from kidp_ops.reporting import add_parser as add_history_parser
+from kidp_ops.reporting import run as run_history
 from kidp_ops.simbroker.cli import add_parser as add_broker_parser
 from kidp_ops.simbroker.cli import run as run_broker
 from kidp_ops.trust import DEFAULT_BROKER_NAMESPACES
@@ -164,7 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--readonly", action="store_true", help="the dashboard offers no actions (cordon, ...)"
     )
+    _history_argument(dev, default="the state directory")
+    add_history_parser(sub, target)
     return parser
+
+
+def _history_argument(parser: argparse.ArgumentParser, *, default: str) -> None:
+    parser.add_argument(
+        "--history",
+        metavar="off|DIR",
+        help="keep the history (probes, selections, Database lifecycle) in DIR/history.db, "
+        f"or off (default: {default})",
+    )
 
 
 def _tui_parser(sub: Any, target: argparse.ArgumentParser) -> None:
@@ -281,6 +294,7 @@ def _daemon_parser(sub: Any, target: argparse.ArgumentParser) -> None:
         help="how long a lease holder that stopped renewing keeps it before another "
         "daemon takes over; renewals are due within 2/3 of it (default: 15)",
     )
+    _history_argument(daemon, default="the state directory, or off on a cluster")
     daemon.add_argument(
         "--poll-after",
         type=_positive_float,
@@ -393,7 +407,10 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         return lambda: commands.serve(target, port=args.api_port, out=out, err=err)
     if args.command == "tui":
         return _frontend("tui", target, readonly=args.readonly)
+    if args.command == "history":
+        return run_history(args, target, out=out, err=err)
     from kidp_ops import devenv  # lazy: start-up time (the daemon, aiohttp, the store)
+    from kidp_ops.history.store import history_dir  # lazy: start-up time (sqlite3)
 
     options = devenv.DevOptions(
         headless=args.headless,
@@ -403,6 +420,7 @@ def _dispatch(args: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, int]
         create_every=args.create_every,
         api_port=args.api_port,
         readonly=args.readonly,
+        history=history_dir(args.history, default=target.state),
     )
     return lambda: devenv.run(target, options, out=out, err=err)
 
@@ -439,6 +457,7 @@ def _frontend(name: str, target: Any, *, readonly: bool | None) -> int:
 
 def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any, Any, int]]:
     from kidp_ops import daemon, logs  # lazy: start-up time
+    from kidp_ops.history.store import history_dir  # lazy: start-up time (sqlite3)
 
     logs.configure(args.log_format)
     config = daemon.DaemonConfig(
@@ -452,7 +471,8 @@ def _daemon(args: argparse.Namespace, target: Any) -> Callable[[], Coroutine[Any
         retry_period=args.lease_duration / 7.5,
         broker_namespaces=tuple(args.broker_namespaces or DEFAULT_BROKER_NAMESPACES),
     )
-    return lambda: daemon.serve(target, config, err=sys.stderr)
+    history = history_dir(args.history, default=None if target.is_kube else target.state)
+    return lambda: daemon.serve(target, config, err=sys.stderr, history=history)
 
 
 def _select(

@@ -13,6 +13,8 @@ HTTP (aiohttp, one port): `/metrics` (Prometheus), `/healthz` (the process answe
 `/v1/callback` (signed broker callbacks, on any replica).
 """
 
+# size: the composition root wires every part (reconcilers, HTTP, leases, history) in a few lines each
+
 from __future__ import annotations
 
 import asyncio
@@ -21,6 +23,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -36,7 +39,10 @@ from kidp_ops.controller.queue import Result, WorkerPool, WorkQueue
 from kidp_ops.controller.shutdown import run_until_stopped, stop_on_signals
 from kidp_ops.health.credentials import SecretCache
 from kidp_ops.health.probing import Prober
-from kidp_ops.history import HistorySink, NullSink
+from kidp_ops.history import HistoryError, HistorySink, NullSink
+from kidp_ops.history.brokers import spec_recorder
+from kidp_ops.history.series import MeteredHistory, counted_in
+from kidp_ops.history.store import open_writer
 from kidp_ops.metrics import Metrics, gauge
 from kidp_ops.reconcilers.broker import BrokerReconciler
 from kidp_ops.reconcilers.clients import BrokerClients
@@ -83,8 +89,10 @@ class Daemon:
     ) -> None:
         self.cluster = cluster
         self.config = config
-        self.history = history or NullSink()
         self.metrics = Metrics()
+        # Every record also feeds the series Prometheus keeps (history/series.py).
+        self.history = MeteredHistory(history or NullSink(), counted=counted_in(history))
+        self.metrics.add_sampler(self.history.families)
         self.brokers = Informer(cluster, BROKERS)
         self.databases = Informer(cluster, DATABASES)
         self.trust = BrokerTrust.of(config.broker_namespaces)
@@ -146,6 +154,7 @@ class Daemon:
         # Every Broker is watched (one outside the broker namespaces gets Accepted=False),
         # but only trusted ones reach the registry (selection, callbacks) and retries.
         self.brokers.add_handler(self._trusted(self.registry.handle))
+        self.brokers.add_handler(self._trusted(spec_recorder(self.history)))
         self.brokers.add_handler(self.broker_reconciler.handle)
         self.brokers.add_handler(self._trusted(self.database_reconciler.on_broker))
         self.databases.add_handler(self.index.handle)
@@ -350,24 +359,40 @@ class Daemon:
         )
 
 
-async def serve(target: Target, config: DaemonConfig, *, err: TextIO) -> int:
+async def _announce(daemon: Daemon, run: asyncio.Task[None], history: Path | None) -> None:
+    """Once the daemon serves HTTP (or `run` ended first), say where."""
+    serving = asyncio.create_task(daemon.serving.wait())
+    await asyncio.wait({run, serving}, return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    if daemon.http_url:
+        log.info(
+            "serving %s (/metrics /healthz /readyz /v1/callback); callbacks go to %s",
+            daemon.http_url,
+            daemon.callback_url,
+        )
+        log.info("history: %s", history or "off")
+
+
+async def serve(
+    target: Target, config: DaemonConfig, *, err: TextIO, history: Path | None = None
+) -> int:
     """`kidp-ops daemon`: run until SIGTERM/SIGINT; 0 after a graceful stop, 1 on a
-    start-up problem (printed as one line)."""
+    start-up problem (printed as one line). `history`: the directory of the history store
+    (None: keep none)."""
     stop = asyncio.Event()
-    async with await connect(target) as cluster:
-        daemon = Daemon(cluster, config)
+    async with await connect(target) as cluster, contextlib.AsyncExitStack() as stack:
+        try:
+            writer = open_writer(history) if history is not None else None
+        except HistoryError as exc:
+            print(f"error: {exc}", file=err)
+            return 1
+        if writer is not None:  # closed off the loop: it writes what is still queued
+            stack.push_async_callback(asyncio.to_thread, writer.close)
+        daemon = Daemon(cluster, config, history=writer)
         with stop_on_signals(stop):
             run = asyncio.create_task(daemon.run(stop), name="daemon")
-            serving = asyncio.create_task(daemon.serving.wait())
-            await asyncio.wait({run, serving}, return_when=asyncio.FIRST_COMPLETED)
-            serving.cancel()
-            await asyncio.gather(serving, return_exceptions=True)
-            if daemon.http_url:
-                log.info(
-                    "serving %s (/metrics /healthz /readyz /v1/callback); callbacks go to %s",
-                    daemon.http_url,
-                    daemon.callback_url,
-                )
+            await _announce(daemon, run, writer.path if writer else None)
             try:
                 await run
             except DaemonError as exc:

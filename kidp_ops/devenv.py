@@ -49,7 +49,8 @@ from kidp_ops.cluster.serving import DEFAULT_PORT, ServeError, serve_store
 from kidp_ops.cluster.target import Target
 from kidp_ops.controller.shutdown import stop_on_signals
 from kidp_ops.daemon import LEASE_NAME, Daemon, DaemonConfig, DaemonError
-from kidp_ops.history import MemorySink
+from kidp_ops.history import HistoryError, HistorySink, MemorySink, Tee
+from kidp_ops.history.store import open_writer
 from kidp_ops.model import manifests
 from kidp_ops.model.bundled import bundled_dir
 from kidp_ops.output import table
@@ -90,6 +91,7 @@ class DevOptions:
     seed: int | None = None
     api_port: int = DEFAULT_PORT
     readonly: bool = False  # the dashboard offers no actions
+    history: Path | None = None  # the history store's directory; None: keep none
 
 
 class DevError(Exception):
@@ -399,7 +401,17 @@ async def run(target: Target, options: DevOptions, *, out: TextIO, err: TextIO) 
             poll_after=15.0,
             grace=5.0,
         )
-        daemon = Daemon(cluster, config, history=sink)
+        history: HistorySink = sink
+        if options.history is not None:
+            try:
+                writer = open_writer(options.history)
+            except HistoryError as exc:
+                print(f"error: {exc}", file=err)
+                return 1
+            stack.push_async_callback(asyncio.to_thread, writer.close)
+            history = Tee(sink, writer)
+            print(f"history: {writer.path} (kidp-ops history report --out FILE.html)", file=out)
+        daemon = Daemon(cluster, config, history=history)
         failure: Exception | None = None
         try:
             # SIGHUP too: closing the terminal stops dev as gracefully as Ctrl-C.

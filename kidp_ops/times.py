@@ -5,7 +5,7 @@ The clock itself is `kidp_ops.clock`, which decision modules may not import.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -16,6 +16,25 @@ def parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_moment(text: str, *, now: datetime, ages: bool = True) -> datetime:
+    """An age before `now` (`30m`, `6h`, `7d`, when `ages`) or an RFC 3339 time; a
+    ValueError says what is allowed."""
+    amount, unit = text[:-1], text[-1:]
+    if ages and amount.isdigit() and unit in AGE_UNITS:
+        return now - timedelta(**{AGE_UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        allowed = "an age like 30m, 6h, 7d, or " if ages else ""
+        raise ValueError(
+            f"{text!r}: expected {allowed}an RFC 3339 time like 2026-11-25T10:00:00Z"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

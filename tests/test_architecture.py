@@ -216,6 +216,8 @@ def test_contracts_hold_on_the_tree() -> None:
         ("registry.py", "import kubernetes", "kubernetes client"),
         ("devenv.py", "import tui.app", "never imports the dashboard"),
         ("output.py", "import textual", "never imports the dashboard"),
+        ("history/store.py", "import kidp_ops.reconcilers.broker", "history store never"),
+        ("analysis/whatif.py", "import kidp_ops.daemon", "Analysis reads history"),
     ],
 )
 def test_a_new_import_that_breaks_a_rule_fails(

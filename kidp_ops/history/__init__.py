@@ -2,8 +2,10 @@
 
 The reconcilers write to a `HistorySink`; the dashboard and the notebooks read through a
 `HistoryReader`. `MemorySink` is both, bounded, in memory (the daemon's own view, and the
-tests'); `NullSink` drops everything. The durable store (SQLite in the state directory,
-with pandas readers) implements the same two protocols.
+tests'); `NullSink` drops everything; `Tee` writes to several sinks. The durable store
+(`history.store`: SQLite in the state directory, written off the event loop by
+`history.writer`) implements the same two protocols; `history.frames` reads it into pandas
+DataFrames, and `history.prometheus` reads the same frames from Prometheus.
 
 Records are plain frozen dataclasses: what happened, when (aware UTC), about whom
 (`namespace/name` keys). Readers return them oldest first.
@@ -16,9 +18,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
+_NO_SPEC: Mapping[str, Any] = MappingProxyType({})
+
+
+class HistoryError(Exception):
+    """A history that cannot be opened or read (not a history file, Prometheus unreachable,
+    bad window): one line for a person, naming the file or URL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +81,29 @@ class LifecycleRecord:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerRecord:
+    """A Broker's spec as it was from `time` on (recorded when it changes): where it stands
+    for capacity planning, and the whole spec for replaying selections (what-if)."""
+
+    time: datetime
+    broker: str  # namespace/name
+    cloud_provider: str
+    region: str
+    priority: int
+    max_concurrent_deployments: int  # 0: unlimited
+    spec: Mapping[str, Any] = field(default_factory=lambda: _NO_SPEC)  # without authentication
+    deleted: bool = False
+
+
 class HistorySink(Protocol):
     def record_probe(self, record: ProbeRecord) -> None: ...
 
     def record_selection(self, record: SelectionRecord) -> None: ...
 
     def record_lifecycle(self, record: LifecycleRecord) -> None: ...
+
+    def record_broker(self, record: BrokerRecord) -> None: ...
 
 
 class HistoryReader(Protocol):
@@ -112,6 +137,32 @@ class NullSink:
     def record_lifecycle(self, record: LifecycleRecord) -> None:
         pass
 
+    def record_broker(self, record: BrokerRecord) -> None:
+        pass
+
+
+class Tee:
+    """Every record to each of `sinks`, in order (dev: the live view's memory and the store)."""
+
+    def __init__(self, *sinks: HistorySink) -> None:
+        self.sinks = sinks
+
+    def record_probe(self, record: ProbeRecord) -> None:
+        for sink in self.sinks:
+            sink.record_probe(record)
+
+    def record_selection(self, record: SelectionRecord) -> None:
+        for sink in self.sinks:
+            sink.record_selection(record)
+
+    def record_lifecycle(self, record: LifecycleRecord) -> None:
+        for sink in self.sinks:
+            sink.record_lifecycle(record)
+
+    def record_broker(self, record: BrokerRecord) -> None:
+        for sink in self.sinks:
+            sink.record_broker(record)
+
 
 R = TypeVar("R", ProbeRecord, SelectionRecord, LifecycleRecord)
 
@@ -128,6 +179,7 @@ class MemorySink:
         self.probes_kept: deque[ProbeRecord] = deque(maxlen=limit)
         self.selections_kept: deque[SelectionRecord] = deque(maxlen=limit)
         self.lifecycle_kept: deque[LifecycleRecord] = deque(maxlen=limit)
+        self.brokers_kept: deque[BrokerRecord] = deque(maxlen=limit)
 
     def record_probe(self, record: ProbeRecord) -> None:
         self.probes_kept.append(record)
@@ -137,6 +189,9 @@ class MemorySink:
 
     def record_lifecycle(self, record: LifecycleRecord) -> None:
         self.lifecycle_kept.append(record)
+
+    def record_broker(self, record: BrokerRecord) -> None:
+        self.brokers_kept.append(record)
 
     def probes(
         self, *, broker: str | None = None, since: datetime | None = None, limit: int | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from kidp_ops.cluster.base import EVENTS
+from kidp_ops.history.store import open_reader
 from tests.e2e.rig import (
     LEASE_DURATION,
     POLL_AFTER,
@@ -125,6 +126,10 @@ async def test_provisions_through_several_brokers_and_serves_health_and_metrics(
         expected = sum(1 for _, b in placements.values() if b == broker.name)
         selected = scrape.total("kidp_selections_total", **labels)
         assert selected == expected, (broker.name, selected)
+        # The history's series (history/series.py), for the Prometheus reader.
+        assert scrape.value("kidp_broker_info", **labels) == 1.0
+        assert scrape.value("kidp_broker_max_concurrent_deployments", **labels) is not None
+    assert scrape.total("kidp_provision_duration_seconds_count") == len(placements)
     assert (scrape.value("kidp_broker_probe_duration_seconds_count") or 0) >= 3
     assert scrape.value("kidp_broker_probe_duration_seconds_bucket", le="+Inf") == scrape.value(
         "kidp_broker_probe_duration_seconds_count"
@@ -154,6 +159,13 @@ async def test_provisions_through_several_brokers_and_serves_health_and_metrics(
         assert {"time", "level", "logger", "message"} <= set(entry), line
     assert json.loads(lines[-1])["message"] == "stopped"
     assert daemon.stdout_path.read_text() == ""
+    # History on by default with a state directory: every placement, as it happened.
+    reader = open_reader(rig.state)
+    assert reader is not None and reader.probes()
+    chosen = {s.request: s.broker for s in reader.selections() if s.broker}
+    assert chosen == {f"{TEAM}/{n}": f"kidp-system/{b}" for n, (_, b) in placements.items()}
+    ready = {r.request for r in reader.lifecycle() if r.step == "ready"}
+    assert ready == {f"{TEAM}/{n}" for n in placements}
 
 
 async def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
