@@ -17,8 +17,9 @@ this process, against a fleet served by benchmarks/health_servers.py in another:
 The fleet's server records when each healthy broker's request arrives. Jitter is off, so
 a healthy broker's probes should arrive exactly INTERVAL apart: lateness = gap - INTERVAL.
 Target: the worst lateness within 10% of INTERVAL. Also shown: how long after start each
-healthy broker's first probe arrived (every broker starts in the suspect lane, new).
-`--slow-lane 0` runs the same without the slow lane, to show what it is for.
+healthy broker's first probe arrived (every broker starts in the suspect lane, new, and the
+hung ones are queued first). `--slow-lane 0` runs the same without the slow lane, to show
+what it is for.
 """
 
 from __future__ import annotations
@@ -111,11 +112,11 @@ def arrivals(server: subprocess.Popen[str]) -> dict[int, list[float]]:
     raise RuntimeError("the fleet server said no ARRIVALS")
 
 
-def manifest(index: int, port: int, *, interval: int, timeout: int) -> dict[str, Any]:
+def manifest(name: str, index: int, port: int, *, interval: int, timeout: int) -> dict[str, Any]:
     return {
         "apiVersion": "platform.company.com/v1",
         "kind": "Broker",
-        "metadata": {"name": f"b{index:04d}", "namespace": NS},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {
             "endpoint": f"http://{address(index)}:{port}",
             "cloudProvider": "aws",
@@ -145,7 +146,10 @@ async def run(
                 every, timeout = (
                     (interval, 1) if index < healthy else (MAX_TIMEOUT + 1, MAX_TIMEOUT)
                 )
-                await cluster.create(manifest(index, port, interval=every, timeout=timeout))
+                # the hung ones sort first, so they are queued (and probed) before the
+                # healthy ones: the worst order for a healthy broker's first probe
+                name = f"z-healthy-{index:04d}" if index < healthy else f"a-hung-{index:04d}"
+                await cluster.create(manifest(name, index, port, interval=every, timeout=timeout))
             informer = Informer(cluster, BROKERS)
             async with (
                 Prober(cluster=cluster, slow_concurrency=slow_lane) as prober,

@@ -13,7 +13,7 @@ HTTP (aiohttp, one port): `/metrics` (Prometheus), `/healthz` (the process answe
 `/v1/callback` (signed broker callbacks, on any replica).
 """
 
-# size: the composition root wires every part (reconcilers, HTTP, leases, history) in a few lines each
+# size: the composition root wires every part (reconcilers, HTTP, leases, history)
 
 from __future__ import annotations
 

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import jsonschema
-
 from kidp_ops.errors import FieldProblem
+
+# jsonschema imports `rfc3987_syntax` when it is installed (Jupyter's dependencies bring it
+# in the dev install) to check the "iri" format, which no CRD uses; that import builds a
+# grammar for 2.5 s, in every command that validates. It is kept out while jsonschema
+# loads, and importable again afterwards for whoever else wants it.
+_KEPT_OUT = "rfc3987_syntax"
+_keeping_out = _KEPT_OUT not in sys.modules
+if _keeping_out:
+    sys.modules[_KEPT_OUT] = None  # type: ignore[assignment]  # import raises ImportError
+try:
+    import jsonschema
+finally:
+    if _keeping_out:
+        del sys.modules[_KEPT_OUT]
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
