@@ -7,7 +7,6 @@ sparse manifest has the same values an API server would store.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Any, Literal, Self
 
 from kidp_ops.kinds import BROKERS, DATABASES, ResourceKind
 from kidp_ops.model.bundled import crd_schema
-from kidp_ops.model.convert import from_json, to_json
+from kidp_ops.model.convert import from_json, json_copy, to_json
 
 BrokerPhase = Literal["Pending", "Ready", "Unhealthy", "Offline", "Unknown"]
 DatabasePhase = Literal["Pending", "Provisioning", "Ready", "Failed", "Deleting"]
@@ -151,7 +150,7 @@ class _Resource:
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> Self:
-        defaulted = copy.deepcopy(dict(manifest))
+        defaulted = json_copy(dict(manifest))
         crd_schema(cls.KIND.resource).default(defaulted)
         return from_json(cls, defaulted)
 

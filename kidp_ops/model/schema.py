@@ -120,6 +120,27 @@ _Validator = jsonschema.validators.extend(
 )
 
 
+def defaults_only(node: Any) -> dict[str, Any] | None:
+    """The part of a schema node that `apply_defaults` needs: the nodes with a `default`
+    at or beneath them, None when there is none. Walking it instead of the whole schema
+    skips most of a manifest (status has no defaults at all)."""
+    if not isinstance(node, Mapping):
+        return None
+    pruned: dict[str, Any] = {"default": node["default"]} if "default" in node else {}
+    props = {}
+    for name, sub in (node.get("properties") or {}).items():
+        kept = defaults_only(sub)
+        if kept is not None:
+            props[name] = kept
+    if props:
+        pruned["properties"] = props
+    for key in ("additionalProperties", "items"):
+        kept = defaults_only(node.get(key))
+        if kept is not None:
+            pruned[key] = kept
+    return pruned or None
+
+
 def apply_defaults(node: Mapping[str, Any], value: Any) -> None:
     """Fill absent fields with the schema's `default`, recursively, in place (as the API
     server does before validating)."""
@@ -198,6 +219,7 @@ class ResourceSchema:
 
     def __init__(self, openapi: Mapping[str, Any]) -> None:
         self.openapi = openapi
+        self._defaults = defaults_only(openapi) or {}
         closed = dict(_to_json_schema(dict(openapi)))
         props = dict(closed.get("properties") or {})
         for name in _ROOT_FIELDS:
@@ -216,7 +238,7 @@ class ResourceSchema:
         return cls(chosen["schema"]["openAPIV3Schema"])
 
     def default(self, manifest: dict[str, Any]) -> None:
-        apply_defaults(self.openapi, manifest)
+        apply_defaults(self._defaults, manifest)
 
     def subschema(self, *path: str) -> Mapping[str, Any]:
         """The OpenAPI node at `path` (e.g. `("spec", "healthCheck")`), `{}` when absent."""

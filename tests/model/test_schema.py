@@ -10,12 +10,18 @@ from typing import Any
 import pytest
 
 from kidp_ops.errors import FieldProblem
+from kidp_ops.kinds import BROKERS, DATABASES
+from kidp_ops.model import manifests
+from kidp_ops.model.bundled import crd_schema
+from kidp_ops.model.convert import json_copy
 from kidp_ops.model.schema import (
     ResourceSchema,
     apply_defaults,
     check_metadata,
+    defaults_only,
     json_path,
 )
+from tests.conftest import REPO
 
 SPEC: dict[str, Any] = {
     "type": "object",
@@ -396,3 +402,35 @@ def test_server_set_metadata_is_known() -> None:
         selfLink="/x",
     )
     assert check_metadata(server_set, namespaced=True) == []
+
+
+def test_defaulting_walks_only_the_nodes_with_defaults_and_fills_the_same() -> None:
+    # The bundled CRDs, on every sample and seed manifest and on bare ones: defaulting
+    # through the pruned tree gives exactly what walking the whole schema gives.
+    loaded = manifests.load([str(REPO / "samples"), str(REPO / "tests/fixtures/seed")])
+    documents = [d.manifest for d in loaded.documents]
+    for kind in ("Broker", "Database"):
+        documents.append({"kind": kind, "spec": {"capabilities": [{}]}, "status": {}})
+    checked = 0
+    for manifest in documents:
+        kind = {"Broker": BROKERS, "Database": DATABASES}.get(manifest.get("kind", ""))
+        if kind is None:
+            continue
+        schema = crd_schema(kind.resource)
+        pruned, full = copy.deepcopy(manifest), copy.deepcopy(manifest)
+        schema.default(pruned)
+        apply_defaults(schema.openapi, full)
+        assert pruned == full, manifest.get("metadata")
+        checked += 1
+    assert checked >= 20
+    assert defaults_only({"type": "object", "properties": {"a": {"type": "string"}}}) is None
+
+
+def test_json_copy_is_deep_and_equal() -> None:
+    tree = {"a": [1, {"b": "c"}, [2.5, None]], "d": {"e": True}}
+    copied = json_copy(tree)
+    assert copied == tree
+    copied["a"][1]["b"] = "changed"
+    copied["d"]["e"] = False
+    copied["a"][2].append(3)
+    assert tree == {"a": [1, {"b": "c"}, [2.5, None]], "d": {"e": True}}
