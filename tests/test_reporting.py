@@ -69,7 +69,7 @@ def test_report_is_one_self_contained_page(
     assert max(page.inline_scripts) > 1_000_000  # plotly.js, inlined once
     assert page.headings == ["Broker health", "Capacity", "Provisioning", "Selection",
                              "What if a broker were removed?"]  # fmt: skip
-    assert page.figures == 9
+    assert page.figures == 10  # the what-if's replay against what happened too
     text = out.read_text()
     assert EU in text and "0.75" in text  # the availability table
 
@@ -86,7 +86,7 @@ def test_the_report_renders_in_a_browser_offline(history: Generated, tmp_path: P
          "--dump-dom", out.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
-    assert dom.count('class="main-svg"') >= 9  # plotly drew every figure
+    assert dom.count('class="main-svg"') >= 10  # plotly drew every figure
 
 
 def test_export_parquet_and_csv(

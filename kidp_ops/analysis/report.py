@@ -69,9 +69,10 @@ def sections(frames: HistoryFrames) -> list[tuple[str, str, list[Any], list[Any]
         parts.append(
             (
                 "What if a broker were removed?",
-                "Each broker that won decisions, removed: where its decisions would go",
+                "Each broker that won decisions in the replay, removed: where its decisions "
+                "would go (the figure says how often the replay matches what happened)",
                 [lambda: whatif.removal_impact(frames)],
-                [],
+                [lambda: whatif.whatif_figure(frames)],
             )
         )
     return [
