@@ -3,7 +3,8 @@
 The reconciler and the callback endpoint write only what these return. Conditions follow
 Kubernetes' rules (`conditions.set_condition`): lastTransitionTime moves only on a flip.
 
-- `Scheduled`: BrokerSelected / NoBrokerAvailable / InvalidPlacement / BrokerAtCapacity;
+- `Scheduled`: BrokerSelected / NoBrokerAvailable / AwaitingHealthCheck / InvalidPlacement /
+  BrokerAtCapacity;
 - `Ready`: Provisioning / ProvisioningAccepted / Provisioned / ProvisioningRejected /
   ProvisioningFailed / BrokerUnreachable;
 - `DeprovisionPending` (while deleting): AwaitingBroker (the broker accepted; waiting for

@@ -83,19 +83,23 @@ class PlacingSteps(DatabaseState):
     async def _no_broker(
         self, key: str, obj: Mapping[str, Any], criteria: SelectionCriteria, now: datetime
     ) -> None:
-        candidates = self.registry.explain(criteria, now=now)
         failed = self._filtered_out(criteria)
-        message = p.no_broker_message(criteria, candidates, failed)
+        unprobed = p.awaiting_first_probe(
+            self.registry.brokers(), criteria, failed, self.registry.reserved()
+        )
+        if unprobed:  # not a fault: they are probed at once, and their Ready event wakes us
+            reason, message = p.AWAITING_HEALTH_CHECK, p.awaiting_probe_message(criteria, unprobed)
+        else:
+            candidates = self.registry.explain(criteria, now=now)
+            reason, message = "NoBrokerAvailable", p.no_broker_message(criteria, candidates, failed)
         self._waiting.add(key)
         rejections = Counter(str(found) for found in failed.values())
         self._record_selection(key, criteria, None, 0, now, reason=message, rejections=rejections)
         status = obj.get("status") or {}
         if status.get("message") != message or status.get("phase") != "Pending":
-            patch = patches.unschedulable_patch(
-                obj, reason="NoBrokerAvailable", message=message, now=now
-            )
+            patch = patches.unschedulable_patch(obj, reason=reason, message=message, now=now)
             await self._patch_status(obj, patch)
-            await self._event(obj, "NoBrokerAvailable", message, warning=True)
+            await self._event(obj, reason, message, warning=not unprobed)
 
     def _record_selection(
         self,

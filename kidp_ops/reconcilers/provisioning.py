@@ -20,19 +20,21 @@ lets a Database go while its broker may still hold the deployment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from kidp_ops import explaining
+from kidp_ops.model.resources import Broker
 from kidp_ops.reconcilers.conditions import find
-from kidp_ops.selection import Candidate, Filter, SelectionCriteria
+from kidp_ops.selection import Candidate, Filter, SelectionCriteria, failed_filter
 
 FINALIZER = "platform.company.com/database-cleanup"
 ABANDON = "platform.company.com/abandon"
 READY, SCHEDULED, DEPROVISION_PENDING = "Ready", "Scheduled", "DeprovisionPending"
 AWAITING_BROKER = "AwaitingBroker"
+AWAITING_HEALTH_CHECK = "AwaitingHealthCheck"  # Scheduled=False: brokers not yet probed
 WIRE_RESOURCE_TYPE = "database"  # what the seed's manager sends, and seed brokers switch on
 REASONS_SHOWN = 5
 RETRY_FIRST, RETRY_CAP = 5.0, 300.0
@@ -330,6 +332,33 @@ def no_broker_message(
     message = f"no broker matches {asked}: " + "; ".join(reasons)
     more = len(candidates) - len(reasons)
     return message + (f"; and {more} more" if more > 0 else "")
+
+
+def awaiting_first_probe(
+    brokers: Iterable[Broker],
+    criteria: SelectionCriteria,
+    failed: Mapping[str, Filter],
+    reserved: Mapping[str, int],
+) -> list[str]:
+    """The brokers not yet health-checked (no phase) that would fit `criteria` once Ready,
+    sorted. A request only they could serve is waiting for their first probe (as every
+    Database is when the daemon or `kidp-ops dev` has just started), not a fault."""
+    found = []
+    for broker in brokers:
+        if failed.get(broker.key) is not Filter.PHASE or broker.status.phase:
+            continue
+        probed = replace(broker, status=replace(broker.status, phase="Ready"))
+        if failed_filter(probed, criteria, reserved_count=reserved.get(broker.key, 0)) is None:
+            found.append(broker.key)
+    return sorted(found)
+
+
+def awaiting_probe_message(criteria: SelectionCriteria, brokers: Sequence[str]) -> str:
+    shown = ", ".join(brokers[:REASONS_SHOWN])
+    more = len(brokers) - REASONS_SHOWN
+    shown += f" and {more} more" if more > 0 else ""
+    asked = explaining.describe_criteria(criteria)
+    return f"waiting for the first health check of {shown}, which would fit {asked}"
 
 
 def selected_event(broker: BrokerKey, score: float, eligible: int) -> str:

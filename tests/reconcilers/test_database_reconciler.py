@@ -538,6 +538,32 @@ async def test_no_fitting_broker_waits_and_a_new_ready_broker_picks_it_up(
         assert key not in rig.reconciler.waiting
 
 
+async def test_a_broker_not_yet_probed_is_awaited_not_reported_as_a_fault(
+    tmp_path: Path, spawn: Spawn
+) -> None:
+    # As at every start of the daemon or kidp-ops dev: the Database comes before any probe.
+    east = await spawn("aws-east")
+    async with running(tmp_path, poll_after=600) as rig:
+        await rig.add_broker(east, ready=False)
+        key = await rig.add_database("orders")
+        db = await rig.wait("orders", lambda d: condition_reason(d, "Scheduled") is not None)
+        scheduled = condition(db, "Scheduled")
+        assert (status(db)["phase"], scheduled["status"]) == ("Pending", "False")
+        assert scheduled["reason"] == "AwaitingHealthCheck"
+        assert scheduled["message"] == (
+            f"waiting for the first health check of {NS}/aws-east, which would fit "
+            "Database (provider postgresql, cloud aws, region us-east-1)"
+        )
+        listed = await rig.cluster.list(EVENTS, namespace=TEAM)
+        [event] = [e for e in listed.items if e["involvedObject"]["name"] == "orders"]
+        assert (event["type"], event["reason"]) == ("Normal", "AwaitingHealthCheck")
+        await until(lambda: key in rig.reconciler.waiting and not rig.queue.processing)
+        await rig.set_broker("aws-east")  # its first probe: the Ready event places it
+        db = await rig.wait_ready("orders", timeout=10)
+        assert status(db)["brokerRef"]["name"] == "aws-east"
+        assert "NoBrokerAvailable" not in [r for r, _ in await rig.events("orders")]
+
+
 # --- 5. polling when callbacks never come ----------------------------------------------------
 
 

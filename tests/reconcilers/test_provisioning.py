@@ -319,6 +319,38 @@ def test_no_broker_message_names_the_closest_first() -> None:
     assert p.no_broker_message(criteria, [], {}).endswith("no brokers registered")
 
 
+def test_a_request_only_unprobed_brokers_fit_awaits_their_first_health_check() -> None:
+    def broker(name: str, phase: str | None, **spec: Any) -> Broker:
+        manifest = broker_manifest(name, **spec)
+        if phase:
+            manifest["status"] = {"phase": phase}
+        return Broker.from_manifest(manifest)
+
+    criteria = SelectionCriteria("Database", "postgresql", "aws", "us-east-1")
+    brokers = [
+        broker("new-b", None),  # never probed, would fit: awaited
+        broker("new-a", None),
+        broker("new-west", None, region="us-west-2"),  # never probed, would not fit anyway
+        broker("new-full", None, maxConcurrentDeployments=1),  # would be full (1 reserved)
+        broker("down", "Offline"),  # probed and down: a fault, not awaited
+    ]
+    failed = {b.key: Filter.PHASE for b in brokers}
+    reserved = {"kidp-system/new-full": 1}
+    awaited = p.awaiting_first_probe(brokers, criteria, failed, reserved)
+    assert awaited == ["kidp-system/new-a", "kidp-system/new-b"]
+    message = p.awaiting_probe_message(criteria, awaited)
+    assert message == (
+        "waiting for the first health check of kidp-system/new-a, kidp-system/new-b, which "
+        "would fit Database (provider postgresql, cloud aws, region us-east-1)"
+    )
+    assert p.awaiting_first_probe(brokers[2:], criteria, failed, reserved) == []
+    many = [f"kidp-system/b{i}" for i in range(7)]
+    assert p.awaiting_probe_message(criteria, many).startswith(
+        "waiting for the first health check of kidp-system/b0, kidp-system/b1, kidp-system/b2, "
+        "kidp-system/b3, kidp-system/b4 and 2 more, which"
+    )
+
+
 def test_long_messages_are_clipped() -> None:
     manifest = db()
     patch = patches.unschedulable_patch(
