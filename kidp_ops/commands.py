@@ -121,11 +121,14 @@ class GetRequest:
         return self.label_selector, fields
 
 
-def _seen(event: dict[str, Any]) -> str:
-    """When an Event was last seen, as sortable RFC 3339 text."""
+def _seen(event: dict[str, Any]) -> tuple[str, int]:
+    """When an Event was last seen, as sortable RFC 3339 text; within one second, in the
+    order they were written (resourceVersion, when it is a number, as the store's are)."""
     meta = event.get("metadata") or {}
     when = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
-    return str(when or meta.get("creationTimestamp") or "")
+    version = str(meta.get("resourceVersion") or "")
+    order = int(version) if version.isdigit() else 0
+    return str(when or meta.get("creationTimestamp") or ""), order
 
 
 async def get(request: GetRequest, target: Target, *, output: str, out: TextIO, err: TextIO) -> int:

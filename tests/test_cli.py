@@ -389,6 +389,8 @@ def test_get_events_reads_like_kubectl(tmp_path: Path) -> None:
         _event("a", "orders", "Provisioned", "Normal", "2026-11-29T10:05:00Z", "ready"),
         _event("b", "orders", "Selected", "Normal", "2026-11-29T10:00:00Z", "picked aws"),
         _event("c", "ledger", "NoBrokerAvailable", "Warning", "2026-11-29T09:00:00Z", "none"),
+        # the same second as "a": the one written last comes last, whatever the names
+        _event("0", "orders", "Deleting", "Normal", "2026-11-29T10:05:00Z", "gone"),
     ]
 
     async def store() -> None:
@@ -405,10 +407,15 @@ def test_get_events_reads_like_kubectl(tmp_path: Path) -> None:
         ["Warning", "NoBrokerAvailable", "database/ledger"],
         ["Normal", "Selected", "database/orders"],
         ["Normal", "Provisioned", "database/orders"],
+        ["Normal", "Deleting", "database/orders"],
     ]
     assert rows[1].endswith("picked aws")
     mine = kidp("get", "events", "--for", "db/orders", "-n", "team-a", "--state", str(state))
-    assert [row.split()[2] for row in mine.stdout.splitlines()[1:]] == ["Selected", "Provisioned"]
+    assert [row.split()[2] for row in mine.stdout.splitlines()[1:]] == [
+        "Selected",
+        "Provisioned",
+        "Deleting",
+    ]
     warnings = kidp("get", "events", "--field-selector", "type=Warning", "--state", str(state))
     assert [row.split()[3] for row in warnings.stdout.splitlines()[1:]] == ["NoBrokerAvailable"]
     labelled = kidp("get", "events", "-l", "about=ledger", "-o", "json", "--state", str(state))
