@@ -145,7 +145,9 @@ class CallbackStamp:
 
 def is_stale(status: Mapping[str, Any], stamp: CallbackStamp) -> bool:
     """True when the Database already applied a callback signed at or after `stamp`:
-    older ones are refused, and of those signed at the very same time, the digests seen."""
+    older ones are refused, and of those signed at the very same time, the digests seen.
+    Once DIGESTS_KEPT callbacks of one second are applied, the rest of that second are
+    refused too: the list stays bounded and no digest is forgotten (so none replays)."""
     last = status.get("lastCallback") or {}
     if not isinstance(last, Mapping):
         return False
@@ -157,7 +159,8 @@ def is_stale(status: Mapping[str, Any], stamp: CallbackStamp) -> bool:
         return False
     if stamp.when < when:
         return True
-    return stamp.digest in (last.get("digests") or ())
+    digests = last.get("digests") or ()
+    return stamp.digest in digests or len(digests) >= DIGESTS_KEPT
 
 
 def stamped(status: Mapping[str, Any], stamp: CallbackStamp) -> dict[str, Any]:
