@@ -8,6 +8,7 @@ and the writes of actions.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -24,6 +25,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from kidp_ops.clock import utc_now
+from kidp_ops.history import MemorySink
 from kidp_ops.kinds import object_key
 from tui import actions, inspecting
 from tui.body.log_pane import LogPane, PaneHandler
@@ -68,6 +70,7 @@ class DashboardApp(App[int]):
         self._apply_due = False
         self._counts: tuple[str, str] | None = None
         self._frozen = False
+        self._reading = False  # a history read is running: the tick does not start another
         self.connection = inspecting.ConnectionWatch()
         self.actions = actions.Actions(self)
 
@@ -131,14 +134,30 @@ class DashboardApp(App[int]):
     def _refresh_context(self) -> None:
         self.ctx.now = self.clock()
         self.ctx.reserved = self.feed.registry.reserved()
-        self.ctx.history = self.feed.history
 
-    @work(group="history", exclusive=True)
+    @work(group="history")
     async def _read_history(self) -> None:
-        """New probe records since the last read (the local history, never the API)."""
+        """New probe records since the last read (the local history, never the API). The
+        first read takes only what the probe memory keeps (its depth per broker), not the
+        whole store; a store on disk is read in a thread, off the event loop."""
         history = self.feed.history
-        if history is not None:
-            self.probes.take(history.probes(since=self.probes.newest))
+        if history is None or self._reading:  # one read at a time, never cut off
+            return
+        if self.probes.newest is not None:
+            read = partial(history.probes, since=self.probes.newest)
+        elif self.feed.brokers.has_synced:
+            kept = self.probes.depth * max(1, len(self.feed.registry))
+            read = partial(history.probes, limit=kept)
+        else:
+            return  # how many brokers there are is not known yet
+        if isinstance(history, MemorySink):  # the daemon's, in this process, on this loop
+            self.probes.take(read())
+        else:
+            self._reading = True
+            try:
+                self.probes.take(await asyncio.to_thread(read))
+            finally:
+                self._reading = False
 
     def tick(self) -> None:
         """Once a second: ages and scores move, logs drain, the banner follows the watches."""

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from kidp_ops.cluster.base import BROKERS, DATABASES, EVENTS, Cluster
 from kidp_ops.controller.informer import Handler, Informer
-from kidp_ops.history import HistoryReader
+from kidp_ops.history import HistoryError, HistoryReader
 from kidp_ops.registry import BrokerRegistry
 
 log = logging.getLogger("tui.feed")
@@ -84,19 +84,12 @@ def own_feed(
 
 
 def state_history(state: Path) -> HistoryReader | None:
-    """The durable history of a state directory, when this kidp-ops has a reader for it
-    (`kidp_ops.history.store.open_reader`); None otherwise (the sparkline then follows
-    the phases the watch shows)."""
+    """The durable history of a state directory (`kidp_ops.history.store.open_reader`);
+    None when there is none (the sparkline then follows the phases the watch shows)."""
+    from kidp_ops.history import store  # lazy: sqlite and the block codec, only for the tui
+
     try:
-        # lazy: the durable history store is optional (another issue adds it)
-        from kidp_ops.history import store  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    opener = getattr(store, "open_reader", None)
-    if opener is None or not state.is_dir():
-        return None
-    try:
-        return opener(state)  # type: ignore[no-any-return]
-    except Exception as exc:  # a reader that cannot open: the dashboard works without it
+        return store.open_reader(state)
+    except HistoryError as exc:  # not a history database: the dashboard works without it
         log.warning("cannot read the history in %s: %s", state, exc)
         return None

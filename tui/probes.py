@@ -32,14 +32,12 @@ class ProbeMemory:
         self._points: dict[str, deque[Point]] = {}
         self._newest: datetime | None = None
         self._seen_at_newest: set[tuple[str, str, bool]] = set()
-        self.version = 0  # moves when anything was added
 
     def add(self, broker: str, point: Point) -> None:
         kept = self._points.get(broker)
         if kept is None:
             kept = self._points[broker] = deque(maxlen=self.depth)
         kept.append(point)
-        self.version += 1
 
     def observe_phase(self, broker: str, phase: str, when: datetime) -> None:
         """From the watch: a new phase shown in the Broker's status (no history reader)."""

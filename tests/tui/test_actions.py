@@ -5,11 +5,17 @@ is back; what the process logs goes to the log pane, never over the screen."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from kidp_ops.cluster.base import BROKERS, DATABASES, Cluster, Unavailable, WatchEvent
 from kidp_ops.cluster.embedded import EmbeddedCluster
+from kidp_ops.history import ProbeRecord
+from kidp_ops.history.sqlite import FILE_NAME
+from kidp_ops.history.store import StoreReader
+from tests.support.history import generate
 from tests.support.waiting import until
 from tests.tui.conftest import screen_text
 from tests.tui.fleet import NOW
@@ -140,3 +146,36 @@ async def test_command_palette_offers_the_views(live_app: DashboardApp) -> None:
         await until(lambda: "View: events" in screen_text(live_app), what="the command")
         await pilot.press("enter")
         await until(lambda: "Events (" in screen_text(live_app), what="the Events view")
+
+
+class _ObservedReader(StoreReader):
+    """The real reader over history.db, noting how much each probes() read returned and
+    on which thread."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads: list[tuple[int, bool]] = []  # (records, on the main thread)
+
+    def probes(self, **options: Any) -> list[ProbeRecord]:
+        found = super().probes(**options)
+        self.reads.append((len(found), threading.current_thread() is threading.main_thread()))
+        return found
+
+
+async def test_a_state_history_feeds_the_probes_up_to_what_is_kept(
+    store: EmbeddedCluster, tmp_path: Path
+) -> None:
+    # The first read takes only the newest depth x brokers probes (not the whole store),
+    # in a thread (the UI loop keeps running); later reads only what is newer.
+    generate(tmp_path / "history")
+    reader = _ObservedReader(tmp_path / "history" / FILE_NAME)
+    everything = reader.probes()
+    reader.reads.clear()
+    feed = own_feed(store, target="test", readonly=False, history=reader)
+    app = create_app(feed, clock=lambda: NOW, tick=0.05)
+    async with app.run_test():
+        await until(lambda: len(reader.reads) >= 2, what="two history reads")
+        assert app.probes.newest == everything[-1].time
+    first, later = reader.reads[0], reader.reads[1]
+    assert first == (app.probes.depth * len(feed.registry), False) and first[0] < len(everything)
+    assert later[1] is False and later[0] <= 3  # at most those of the newest instant again

@@ -62,12 +62,6 @@ class ResourceTable(ScrollView, can_focus=True):
     ]
 
     @dataclass
-    class Highlighted(Message):
-        """The cursor moved to the row `key` ("" when the table is empty)."""
-
-        key: str
-
-    @dataclass
     class Chosen(Message):
         """Enter (or a double click) on the row `key`."""
 
@@ -125,7 +119,7 @@ class ResourceTable(ScrollView, can_focus=True):
         if size != self.virtual_size:
             self.virtual_size = size
         index = self._keys.index(before) if before in self._rows else self._cursor
-        self._place_cursor(index, announce=self.cursor_key != before)
+        self._place_cursor(index)
         self.refresh()
 
     def redraw(self) -> None:
@@ -163,7 +157,7 @@ class ResourceTable(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._fit_columns()
         self.virtual_size = Size(self._table_width(), len(self._keys) + 1)
-        self._place_cursor(self._cursor, announce=False)
+        self._place_cursor(self._cursor)
 
     # --- drawing --------------------------------------------------------------------------
 
@@ -246,8 +240,7 @@ class ResourceTable(ScrollView, can_focus=True):
     def _visible_rows(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
 
-    def _place_cursor(self, index: int, *, announce: bool = True) -> None:
-        previous = self.cursor_key
+    def _place_cursor(self, index: int) -> None:
         self._cursor = max(0, min(index, len(self._keys) - 1))
         top, rows = int(self.scroll_offset.y), self._visible_rows()
         if self._cursor < top:
@@ -255,8 +248,6 @@ class ResourceTable(ScrollView, can_focus=True):
         elif self._cursor >= top + rows:
             self.scroll_to(y=self._cursor - rows + 1, animate=False, immediate=True)
         self.refresh()
-        if announce or self.cursor_key != previous:
-            self.post_message(self.Highlighted(self.cursor_key))
 
     def action_move(self, delta: int) -> None:
         self._place_cursor(self._cursor + delta)

@@ -72,7 +72,6 @@ class MainScreen(Screen[None]):
         self.stack: list[ViewState] = [ViewState(VIEWS["brokers"])]
         self.sorting = Sorting()
         self.ready = False  # composed and mounted
-        self._shown: list[Manifest] = []
         self._sort_values: dict[str, tuple[Manifest, Sort, Any, Any]] = {}
 
     @property
@@ -139,8 +138,7 @@ class MainScreen(Screen[None]):
         rows = self.rows()
         table = self.query_one(ResourceTable)
         table.show(self.state.view, rows)
-        self._shown = [obj for _, obj in rows]
-        self._show_title(self._shown)
+        self._show_title([obj for _, obj in rows])
 
     def _show_title(self, objs: list[Manifest]) -> None:
         app, state = self.dashboard, self.state

@@ -13,7 +13,6 @@ from typing import Any
 
 from rich.text import Text
 
-from kidp_ops.history import HistoryReader
 from kidp_ops.registry import BrokerRegistry
 from kidp_ops.selection import SelectionCriteria
 from tui.criteria import DEFAULT
@@ -32,7 +31,6 @@ class Context:
     probes: ProbeMemory = field(default_factory=ProbeMemory)
     criteria: SelectionCriteria = DEFAULT
     reserved: Mapping[str, int] = field(default_factory=dict)
-    history: HistoryReader | None = None
 
 
 @dataclass(frozen=True, slots=True)
