@@ -239,27 +239,30 @@ def removal_impact(frames: HistoryFrames) -> Any:
     return pd.DataFrame(rows, columns=columns).set_index("broker")
 
 
-def whatif_figure(frames: HistoryFrames, changes: Changes | None = None) -> Any:
-    """Decisions per broker: what happened, the replay as recorded, and the what-if."""
+def whatif_figure(
+    frames: HistoryFrames, changes: Changes | None = None, *, table: Any = None
+) -> Any:
+    """Decisions per broker: what happened, the replay as recorded, and the what-if of
+    `changes` (without changes, just the first two: how faithful the replay is). `table`:
+    the `replay(frames, changes)` when the caller has it already."""
     import plotly.graph_objects as go  # lazy: plotly is optional and slow to import
 
-    title = "What-if replay"
+    title = "What-if replay" if changes is not None else "The replay against what happened"
     if frames.selections.empty:
         return empty_figure(title, "no selection decisions in this window")
-    table = replay(frames, changes)
+    table = replay(frames, changes) if table is None else table
+    traces = [("actual", "what happened"), ("baseline", "replayed as recorded")]
+    if changes is not None:
+        traces.append(("what_if", f"what-if: {table.attrs['changes']}"))
     figure = go.Figure()
-    for column, label in (
-        ("actual", "what happened"),
-        ("baseline", "replayed as recorded"),
-        ("what_if", f"what-if: {table.attrs['changes']}"),
-    ):
+    for column, label in traces:
         counts = table[column].fillna(NONE).value_counts().sort_index()
         figure.add_trace(go.Bar(x=counts.index, y=counts.values, name=label))
     figure.update_layout(barmode="group")
     figure.update_yaxes(title="decisions")
+    changed = f"{int(table['changed'].sum())} change; " if changes is not None else ""
     subtitle = (
-        f"{len(table)} recorded decisions re-run through kidp_ops.selection; "
-        f"{int(table['changed'].sum())} change; the replay as recorded matches what "
-        f"happened in {table.attrs['fidelity']:.0%}"
+        f"{len(table)} recorded decisions re-run through kidp_ops.selection; {changed}"
+        f"the replay as recorded matches what happened in {table.attrs['fidelity']:.0%}"
     )
     return titled(figure, title, subtitle)

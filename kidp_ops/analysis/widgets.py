@@ -146,8 +146,8 @@ class WhatIf:
         if self._holding:
             return
         changes = self.changes()
-        refresh(self.figure, whatif_figure(self.frames, changes))
         table = replay(self.frames, changes)
+        refresh(self.figure, whatif_figure(self.frames, changes, table=table))
         moved = table[table["changed"]]
         unplaced = int(moved["what_if"].isna().sum())
         self.summary.value = (

@@ -52,6 +52,10 @@ def test_the_figure_compares_what_happened_with_the_what_if(frames: HistoryFrame
     what_if = figure.data[2]
     assert dict(zip(what_if.x, what_if.y, strict=True)) == {"(none)": 12, US: 12}
     assert "matches what happened in 100%" in figure.layout.title.text
+    alone = whatif.whatif_figure(frames)  # no changes: the replay's fidelity only (the report)
+    assert [t.name for t in alone.data] == ["what happened", "replayed as recorded"]
+    assert "change;" not in alone.layout.title.text
+    assert "matches what happened in 100%" in alone.layout.title.text
 
 
 def test_prometheus_frames_cannot_be_replayed(frames: HistoryFrames) -> None:
