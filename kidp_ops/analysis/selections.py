@@ -12,9 +12,9 @@ from typing import Any
 
 from kidp_ops.analysis.style import NONE, PART_COLORS, empty_figure, titled
 from kidp_ops.history.frames import HistoryFrames
+from kidp_ops.history.series import PARTS
 from kidp_ops.selection import Filter
 
-PARTS = ("priority", "load", "heartbeat")
 ORDER = {f.value: i for i, f in enumerate(Filter)}  # the order selection applies them
 TRANSIENT = ("phase", "cordoned", "capacity")  # a broker that fits, but not now
 

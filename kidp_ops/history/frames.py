@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kidp_ops.history import HistoryError
+from kidp_ops.history import HistoryError, SelectionRecord
 from kidp_ops.history.blocks import offsets
 from kidp_ops.history.store import StoreReader, open_reader
 
@@ -189,14 +189,15 @@ def frames_of(
     now = pd.Timestamp.now(tz="UTC")
     start = pd.Timestamp(since) if since else (pd.Timestamp(span[0]) if span else now)
     end = pd.Timestamp(until) if until else (pd.Timestamp(span[1]) if span else now)
-    lifecycle = _lifecycle(reader, since)
+    lifecycle = _lifecycle(reader)  # all of it: provisions started before `since` end in it
+    decisions = reader.selections(since=since)
     frames = HistoryFrames(
         probes=probes_frame(reader, since=since, until=until),
         transitions=_transitions(reader, None),
-        selections=_selections(reader, since),
-        rejections=_rejections(reader, since),
-        lifecycle=lifecycle,
-        provisions=provisions_from(_lifecycle(reader, None)),
+        selections=_selections(decisions),
+        rejections=_rejections(decisions),
+        lifecycle=lifecycle,  # cut to the window below
+        provisions=provisions_from(lifecycle),
         brokers=_brokers(reader),
         start=start,
         end=end,
@@ -274,8 +275,7 @@ def _transitions(reader: StoreReader, since: datetime | None) -> pd.DataFrame:
     return timed([r[1:] for r in found], TRANSITIONS, [r[0] for r in found])
 
 
-def _selections(reader: StoreReader, since: datetime | None) -> pd.DataFrame:
-    found = reader.selections(since=since)
+def _selections(found: list[SelectionRecord]) -> pd.DataFrame:
     rows = [
         (
             s.request,
@@ -297,14 +297,14 @@ def _selections(reader: StoreReader, since: datetime | None) -> pd.DataFrame:
     return timed(rows, SELECTIONS, [s.time for s in found])
 
 
-def _rejections(reader: StoreReader, since: datetime | None) -> pd.DataFrame:
-    found = [s for s in reader.selections(since=since) if s.rejections]
+def _rejections(decisions: list[SelectionRecord]) -> pd.DataFrame:
+    found = [s for s in decisions if s.rejections]
     rows = [(s.time, s.request, f, n) for s in found for f, n in sorted(s.rejections.items())]
     return timed([r[1:] for r in rows], REJECTIONS, [r[0] for r in rows])
 
 
-def _lifecycle(reader: StoreReader, since: datetime | None) -> pd.DataFrame:
-    found = reader.lifecycle(since=since)
+def _lifecycle(reader: StoreReader) -> pd.DataFrame:
+    found = reader.lifecycle()
     rows = [(r.request, r.step, r.broker, r.deployment_id, r.message) for r in found]
     return timed(rows, LIFECYCLE, [r.time for r in found])
 
