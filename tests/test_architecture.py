@@ -35,7 +35,7 @@ DECISIONS = (
     "reconcilers/provisioning.py",
     "reconcilers/outcomes.py",
     "reconcilers/patches.py",
-    "reconcilers/conditions.py",
+    "conditions.py",
     "health/untrusted.py",
     "trust.py",
 )

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from kidp_ops.conditions import set_condition
 from kidp_ops.health.states import READY
-from kidp_ops.times import format_time
 from kidp_ops.trust import ACCEPTED, NOT_TRUSTED
 
 
@@ -20,32 +20,16 @@ def untrusted_patch(
     status: Mapping[str, Any], *, refusal: str, now: datetime, generation: int | None
 ) -> dict[str, Any] | None:
     """The merge patch of `.status` for an untrusted Broker, or None when it says so."""
-    conditions = [dict(c) for c in status.get("conditions") or [] if isinstance(c, Mapping)]
-    wanted = {ACCEPTED: refusal, READY: "not probed: " + refusal}
-    current = {c.get("type"): c for c in conditions}
-    settled = status.get("phase") == "Unknown" and status.get("message") == refusal
-    if settled and all(
-        (current.get(type_) or {}).get("status") == "False"
-        and (current.get(type_) or {}).get("reason") == NOT_TRUSTED
-        and (current.get(type_) or {}).get("message") == message
-        for type_, message in wanted.items()
-    ):
+    before = [dict(c) for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+    conditions = before
+    for type_, message in ((ACCEPTED, refusal), (READY, "not probed: " + refusal)):
+        conditions = set_condition(
+            conditions, type_=type_, status="False", reason=NOT_TRUSTED, message=message,
+            now=now, generation=generation,
+        )  # fmt: skip
+    if (status.get("phase"), status.get("message"), before) == ("Unknown", refusal, conditions):
         return None
-    kept = [c for c in conditions if c.get("type") not in wanted]
-    for type_, message in wanted.items():
-        old = current.get(type_) or {}
-        flipped = old.get("status") != "False" or not old.get("lastTransitionTime")
-        condition: dict[str, Any] = {
-            "type": type_,
-            "status": "False",
-            "reason": NOT_TRUSTED,
-            "message": message,
-            "lastTransitionTime": format_time(now) if flipped else old["lastTransitionTime"],
-        }
-        if generation is not None:
-            condition["observedGeneration"] = generation
-        kept.append(condition)
-    patch: dict[str, Any] = {"phase": "Unknown", "message": refusal, "conditions": kept}
+    patch: dict[str, Any] = {"phase": "Unknown", "message": refusal, "conditions": conditions}
     if generation is not None:
         patch["observedGeneration"] = generation
     return patch

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from kidp_ops.reconcilers.conditions import set_condition
+from kidp_ops.conditions import set_condition
 from kidp_ops.reconcilers.outcomes import CallbackStamp, DeploymentResult, stamped
 from kidp_ops.reconcilers.provisioning import (
     AWAITING_BROKER,

@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kidp_ops import explaining
+from kidp_ops.conditions import find
 from kidp_ops.model.resources import Broker
-from kidp_ops.reconcilers.conditions import find
 from kidp_ops.selection import Candidate, Filter, SelectionCriteria, failed_filter
 
 FINALIZER = "platform.company.com/database-cleanup"

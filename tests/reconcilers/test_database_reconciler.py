@@ -41,6 +41,7 @@ from kidp_ops.callbacks import (
 )
 from kidp_ops.cluster.base import BROKERS, DATABASES, EVENTS, NotFound, Unavailable
 from kidp_ops.cluster.embedded import EmbeddedCluster
+from kidp_ops.conditions import find
 from kidp_ops.controller.informer import Informer
 from kidp_ops.controller.queue import WorkerPool, WorkQueue
 from kidp_ops.health.credentials import SecretCache
@@ -51,7 +52,6 @@ from kidp_ops.reconcilers import patches
 from kidp_ops.reconcilers import provisioning as p
 from kidp_ops.reconcilers.broker import BrokerReconciler
 from kidp_ops.reconcilers.clients import BrokerClients
-from kidp_ops.reconcilers.conditions import find
 from kidp_ops.reconcilers.database import DatabaseReconciler
 from kidp_ops.reconcilers.outcomes import Applied, CallbackStamp, DeploymentResult
 from kidp_ops.registry import BrokerRegistry

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kidp_ops.cluster.patching import merge_patch
+from kidp_ops.conditions import find, set_condition
 from kidp_ops.model.resources import Broker
 from kidp_ops.reconcilers import patches
 from kidp_ops.reconcilers import provisioning as p
-from kidp_ops.reconcilers.conditions import find, set_condition
 from kidp_ops.reconcilers.outcomes import DeploymentResult
 from kidp_ops.selection import Candidate, Filter, SelectionCriteria
 from tests.conftest import broker_manifest
