@@ -176,15 +176,7 @@ class DatabaseReconciler(PlacingSteps, DeprovisioningSteps, QueueFed):
             await self._finish_deletion(obj, "the broker confirmed it deleted the deployment")
             return
         if result.phase == "Failed":
-            text = f"the broker failed to deprovision: {result.message}"
-            patch = patches.deprovision_pending_patch(
-                obj, reason="DeprovisionFailed", message=text, now=now, stamp=stamp
-            )
-            stored = await self._patch_status(obj, patch, guarded=True)
-            await self._event(stored, "DeprovisionFailed", text, warning=True)
-            ref = p.broker_ref(obj)
-            if ref is not None:  # retried after the backoff (the write above wakes a Wait)
-                self._failed(key, ref)
+            await self._deprovision_failed(key, obj, result.message, now, stamp=stamp)
             return
         # Still deleting, or news about provisioning that no longer matters: record it.
         patch = {"status": {"lastCallback": stamped(obj.get("status") or {}, stamp)}}

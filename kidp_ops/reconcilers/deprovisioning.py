@@ -25,7 +25,7 @@ from kidp_ops.controller.queue import Result
 from kidp_ops.reconcilers import patches
 from kidp_ops.reconcilers import provisioning as p
 from kidp_ops.reconcilers.database_state import DatabaseState, NoClient
-from kidp_ops.reconcilers.outcomes import deployment_result
+from kidp_ops.reconcilers.outcomes import CallbackStamp, deployment_result
 
 
 class DeprovisioningSteps(DatabaseState):
@@ -102,14 +102,29 @@ class DeprovisioningSteps(DatabaseState):
             await self._finish_deletion(obj, message)
             return None
         if state == "failed":
-            text = f"the broker failed to deprovision: {message}"
-            patch = patches.deprovision_pending_patch(
-                obj, reason="DeprovisionFailed", message=text, now=now
-            )
-            obj = await self._patch_status(obj, patch)
-            await self._event(obj, "DeprovisionFailed", text, warning=True)
-            return self._failed(key, broker)
+            return await self._deprovision_failed(key, obj, message, now)
         return Result(requeue_after=self.poll_after)
+
+    async def _deprovision_failed(
+        self,
+        key: str,
+        obj: Mapping[str, Any],
+        message: str,
+        now: datetime,
+        *,
+        stamp: CallbackStamp | None = None,
+    ) -> Result | None:
+        """The broker says the deprovision failed (a status poll, or a callback with its
+        `stamp`, written guarded): DeprovisionFailed, a Warning, retried after the backoff
+        (the write wakes the Wait)."""
+        text = f"the broker failed to deprovision: {message}"
+        patch = patches.deprovision_pending_patch(
+            obj, reason="DeprovisionFailed", message=text, now=now, stamp=stamp
+        )
+        stored = await self._patch_status(obj, patch, guarded=stamp is not None)
+        await self._event(stored, "DeprovisionFailed", text, warning=True)
+        broker = p.broker_ref(obj)
+        return self._failed(key, broker) if broker is not None else None
 
     async def _removal(
         self, client: BrokerClient, obj: Mapping[str, Any], deployment_id: str
