@@ -46,6 +46,7 @@ from kidp_ops.brokerapi.signing import (
     HEADER_BROKER_NAME,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
+    signed_message,
     verify,
 )
 from kidp_ops.cluster.base import ClusterError
@@ -195,7 +196,7 @@ class CallbackGate:
             return Verdict(401, f"signature does not verify with broker {broker}'s key", broker)
         if raw in self._seen:
             return Verdict(409, "replayed callback (signature already accepted)", broker)
-        digest = hashlib.sha256(stamp.encode() + b"." + body).hexdigest()
+        digest = hashlib.sha256(signed_message(stamp, body)).hexdigest()  # what was signed
         verdict = self._payload(broker, body)
         if verdict.accepted and verdict.result is not None:
             self._remember(raw, when, now)

@@ -29,13 +29,13 @@ def parse_moment(text: str, *, now: datetime, ages: bool = True) -> datetime:
     if ages and amount.isdigit() and unit in AGE_UNITS:
         return now - timedelta(**{AGE_UNITS[unit]: int(amount)})
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = parse_time(text)
     except ValueError:
+        parsed = None
+    if parsed is None:
         allowed = "an age like 30m, 6h, 7d, or " if ages else ""
-        raise ValueError(
-            f"{text!r}: expected {allowed}an RFC 3339 time like 2026-11-25T10:00:00Z"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise ValueError(f"{text!r}: expected {allowed}an RFC 3339 time like 2026-11-25T10:00:00Z")
+    return parsed
 
 
 def format_time(value: datetime) -> str:

@@ -35,7 +35,6 @@ PHASE_ALIASES = {"Deprovisioning": DELETING, "Deprovisioned": DELETED}
 _PHASE_DOC = "Phase of the deployment: " + ", ".join(DEPLOYMENT_PHASES) + "."
 
 CallbackStatus = Literal["success", "failed", "in-progress"]
-CALLBACK_STATUSES = ("success", "failed", "in-progress")
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=253)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2048)]
@@ -141,10 +140,6 @@ class ProvisionResponse(ContractModel):
     status: str = "accepted"
     deployment_id: NonEmpty = Field(description="The broker's id of the deployment.")
     message: str = ""
-
-
-#: An earlier name of ProvisionResponse.
-Accepted = ProvisionResponse
 
 
 class DeprovisionRequest(ContractModel):
