@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.kubectl import KUBECTL, Kubectl, client_minor
-from tests.support.waiting import until_sync
+from tests.support.waiting import collect_lines, until_sync
 from tests.test_cli import kidp
 from tests.test_dev import ports_free, start_dev
 
@@ -39,15 +38,14 @@ def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     if not ports_free():
         pytest.fail("ports 18081-18085 are taken: is a `kidp-ops dev` running on this machine?")
     process = start_dev(tmp_path / "state", "--create-every", "3600")
-    lines: list[str] = []
     try:
         assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("export KUBECONFIG" in x for x in lines):
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
+        lines, _ = collect_lines(process.stdout)
+
+        def printed() -> bool:
+            return any("export KUBECONFIG" in x for x in lines) or process.poll() is not None
+
+        until_sync(printed, 60, 0.05, what="kidp-ops dev printing the kubeconfig line")
         assert any("export KUBECONFIG" in x for x in lines), lines
         yield process, lines
     finally:

@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from kidp_ops.cli import API_PORT
 from kidp_ops.cluster.serving import DEFAULT_PORT
 from tests.conftest import REPO
 from tests.support.kubectl import KUBECTL, Kubectl, client_minor
+from tests.support.waiting import collect_lines, until_sync
 from tests.test_cli import kidp, no_traceback
 
 SERVING = re.compile(
@@ -50,18 +50,14 @@ class Served:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self.lines = self._first_lines(2)
-
-    def _first_lines(self, count: int, timeout: float = 30.0) -> list[str]:
         assert self.process.stdout is not None
-        deadline, lines = time.monotonic() + timeout, []
-        while len(lines) < count and time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:  # the process ended
-                break
-            lines.append(line.rstrip("\n"))
-        assert len(lines) == count, f"kidp-ops serve printed {lines}"
-        return lines
+        self.output, self._reader = collect_lines(self.process.stdout)
+        until_sync(
+            lambda: len(self.output) >= 2 or self.process.poll() is not None,
+            30, 0.05, what="kidp-ops serve printing two lines",
+        )  # fmt: skip
+        self.lines = self.output[:2]
+        assert len(self.lines) == 2, f"kidp-ops serve printed {self.output}"
 
     @property
     def url(self) -> str:
@@ -72,8 +68,9 @@ class Served:
     def stop(self) -> tuple[int, str]:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        out, _ = self.process.communicate(timeout=20)
-        return self.process.returncode, out
+        self.process.wait(timeout=20)
+        self._reader.join(10)  # the rest of the output, to its end
+        return self.process.returncode, "\n".join(self.output)
 
 
 @pytest.fixture

@@ -336,6 +336,7 @@ def test_a_new_state_directory_is_private(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    for path in state.iterdir():
-        if path.name.startswith("store.db"):
-            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    stores = [path for path in state.iterdir() if path.name.startswith("store.db")]
+    assert "store.db" in [path.name for path in stores]
+    for path in stores:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

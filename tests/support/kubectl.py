@@ -11,11 +11,10 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.waiting import until_sync
+from tests.support.waiting import collect_lines, until_sync
 
 KUBECTL = os.environ.get("KIDP_KUBECTL") or shutil.which("kubectl")
 TIMEOUT_SECONDS = 60
@@ -91,14 +90,8 @@ class Streaming:
             text=True,
             env={**os.environ, **kubectl.env},
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        self.lines, self._reader = collect_lines(self.process.stdout)
 
     def wait_for(self, text: str, timeout: float = 20.0) -> str:
         """The first line containing `text`, once kubectl has printed it."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 Check = Callable[[], bool | Awaitable[bool]]
 T = TypeVar("T")
@@ -76,3 +77,18 @@ def until_sync(
         assert time.monotonic() < deadline, f"{what} not reached in {timeout:g}s"
         time.sleep(every)
     return found
+
+
+def collect_lines(stream: IO[str]) -> tuple[list[str], threading.Thread]:
+    """The lines `stream` prints, appended by a thread as they come, so a wait on them
+    (`until_sync`) keeps its deadline while the process is silent, and the pipe is drained.
+    The thread ends at the stream's end (join it for the last lines)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader

@@ -39,12 +39,16 @@ async def test_cordon_uncordon_and_probe_now_behind_a_confirmation(
 ) -> None:
     async with live_app.run_test(size=(80, 24)) as pilot:
         await _rows(live_app, 5)
+        version = (await _spec(store, "dev-aws-us-west-2"))["metadata"]["resourceVersion"]
         await pilot.press("c")
         await pilot.pause()
         assert isinstance(live_app.screen, ConfirmScreen)
         assert "Cordon broker kidp-system/dev-aws-us-west-2?" in screen_text(live_app)
         await pilot.press("n")  # no: nothing written
-        version = (await _spec(store, "dev-aws-us-west-2"))["metadata"]["resourceVersion"]
+        await until(lambda: not isinstance(live_app.screen, ConfirmScreen), what="no")
+        after_no = await _spec(store, "dev-aws-us-west-2")
+        assert after_no["metadata"]["resourceVersion"] == version
+        assert not after_no["spec"].get("unschedulable")
         await pilot.press("c", "y")
 
         async def cordoned() -> bool:
