@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.history import Generated, generate
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -69,3 +71,10 @@ def gocheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.golang import build_gocheck
 
     return build_gocheck(tmp_path_factory.mktemp("gocheck"))
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """One generated history (tests.support.history), read-only, for every test that reads
+    one: analysis, history, report and notebooks (built once)."""
+    return generate(Path(tmp_path_factory.mktemp("history")))

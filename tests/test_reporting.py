@@ -12,12 +12,7 @@ import pandas as pd
 import pytest
 
 from kidp_ops import cli
-from tests.support.history import EU, Generated, generate
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    return generate(Path(tmp_path_factory.mktemp("history")))
+from tests.support.history import EU, Generated
 
 
 class Page(HTMLParser):
@@ -57,10 +52,10 @@ def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
 
 
 def test_report_is_one_self_contained_page(
-    history: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    generated: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report.html"
-    code, printed, _ = run("history", "report", "--state", str(history.directory),
+    code, printed, _ = run("history", "report", "--state", str(generated.directory),
                            "--out", str(out), capsys=capsys)  # fmt: skip
     assert code == 0 and "self-contained" in printed
     page = Page()
@@ -74,13 +69,13 @@ def test_report_is_one_self_contained_page(
     assert EU in text and "0.75" in text  # the availability table
 
 
-def test_the_report_renders_in_a_browser_offline(history: Generated, tmp_path: Path) -> None:
+def test_the_report_renders_in_a_browser_offline(generated: Generated, tmp_path: Path) -> None:
     from kidp_ops.analysis import report
     from kidp_ops.history.frames import load
 
     assert shutil.which("chromium"), "chromium is missing: ./test installs Debian's chromium"
 
-    out = report.write(load(history.directory), tmp_path / "report.html")
+    out = report.write(load(generated.directory), tmp_path / "report.html")
     dom = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
          "--dump-dom", out.as_uri()],
@@ -90,11 +85,11 @@ def test_the_report_renders_in_a_browser_offline(history: Generated, tmp_path: P
 
 
 def test_export_parquet_and_csv(
-    history: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    generated: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for fmt in ("parquet", "csv"):
         folder = tmp_path / fmt
-        code, printed, _ = run("history", "export", "--history", str(history.directory),
+        code, printed, _ = run("history", "export", "--history", str(generated.directory),
                                "--format", fmt, "--out", str(folder), capsys=capsys)  # fmt: skip
         assert code == 0 and f"probes.{fmt}: 2163 rows" in printed
     probes = pd.read_parquet(tmp_path / "parquet" / "probes.parquet")
@@ -106,9 +101,9 @@ def test_export_parquet_and_csv(
 
 
 def test_window_options(
-    history: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    generated: Generated, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, printed, _ = run("history", "export", "--state", str(history.directory), "--format",
+    code, printed, _ = run("history", "export", "--state", str(generated.directory), "--format",
                            "csv", "--out", str(tmp_path), "--since", "2026-11-25T11:00:00Z",
                            "--until", "2026-11-25T11:30:00Z", capsys=capsys)  # fmt: skip
     assert code == 0 and "probes.csv: 543 rows" in printed  # 181 probe times x 3 brokers

@@ -1,5 +1,5 @@
-"""The generated history of tests/analysis, shared (read-only, built once)."""
+"""The frames of the generated history, shared with tests/analysis (read-only)."""
 
-from tests.analysis.conftest import frames, generated
+from tests.analysis.conftest import frames
 
-__all__ = ["frames", "generated"]
+__all__ = ["frames"]

@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import REPO
-from tests.support.history import Generated, generate
+from tests.support.history import Generated
 
 NOTEBOOKS = REPO / "notebooks"
 NAMES = ("01-broker-health", "02-capacity", "03-selection-history")
@@ -69,11 +69,6 @@ def test_notebooks_are_committed_without_outputs() -> None:
         assert "widgets" not in book.metadata, name  # no saved widget state either
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    return generate(Path(tmp_path_factory.mktemp("notebook-history")))
-
-
 def with_parameters(name: str, state_dir: Path) -> Any:
     """The notebook with papermill's injected-parameters cell after its parameters cell."""
     book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -94,8 +89,10 @@ def errors(book: Any) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_a_notebook_runs_and_its_widgets_update_the_figures(name: str, history: Generated) -> None:
-    book = with_parameters(name, history.directory)
+def test_a_notebook_runs_and_its_widgets_update_the_figures(
+    name: str, generated: Generated
+) -> None:
+    book = with_parameters(name, generated.directory)
     client = NotebookClient(book, timeout=180, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})  # fmt: skip
     with client.setup_kernel():
@@ -103,7 +100,7 @@ def test_a_notebook_runs_and_its_widgets_update_the_figures(name: str, history: 
             client.execute_cell(cell, index)
         assert not errors(book)
         printed = "".join(o.get("text", "") for o in book.cells[3].outputs)
-        assert f"store {history.directory}" in printed and "3 brokers" in printed
+        assert f"store {generated.directory}" in printed and "3 brokers" in printed
         book.cells.append(nbformat.v4.new_code_cell(DRIVE[name]))
         client.execute_cell(book.cells[-1], len(book.cells) - 1)
     widgets = [o for c in book.cells for o in c.get("outputs", [])
