@@ -5,7 +5,7 @@ the model and the history reader, and whether a source has lost its connection."
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.syntax import Syntax
@@ -18,6 +18,7 @@ from tui.describing import describe_broker, describe_database
 from tui.views.base import Manifest, meta
 
 if TYPE_CHECKING:
+    from kidp_ops.history import HistoryReader
     from tui.app import DashboardApp
     from tui.feed import Source
 
@@ -40,34 +41,56 @@ def related_events(app: DashboardApp, kind: str, obj: Manifest) -> list[Manifest
     return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("firstTimestamp")))
 
 
+class _Remembered:
+    """The history reads of one describe page, read again only when the world moved (a
+    watch change applied, or newer probes read), not at each one-second redraw."""
+
+    def __init__(self, app: DashboardApp) -> None:
+        self._app = app
+        self._mark: tuple[int, object] | None = None
+        self._values: dict[str, list[Any]] = {}
+
+    def read(self, name: str, query: Callable[[HistoryReader], list[Any]]) -> list[Any]:
+        history = self._app.feed.history
+        if history is None:
+            return []
+        mark = (self._app.model.revision, self._app.probes.newest)
+        if mark != self._mark:
+            self._mark, self._values = mark, {}
+        if name not in self._values:
+            self._values[name] = query(history)
+        return self._values[name]
+
+
 def describer(app: DashboardApp, kind: str, key: str) -> Callable[[], RenderableType]:
+    remembered = _Remembered(app)
+
     def render() -> RenderableType:
         obj = app.model.objects[kind].get(key)
         if obj is None:
             return Text(f"{key} is gone (deleted)", style="bold red")
         if kind == "brokers":
-            return _broker(app, key, obj)
+            return _broker(app, key, obj, remembered)
         if kind == "databases":
-            return _database(app, key, obj)
+            return _database(app, key, obj, remembered)
         return Text(dump(dict(obj), "yaml"))
 
     return render
 
 
-def _broker(app: DashboardApp, key: str, obj: Manifest) -> Text:
-    history = app.feed.history
+def _broker(app: DashboardApp, key: str, obj: Manifest, remembered: _Remembered) -> Text:
     return describe_broker(
         obj,
         now=app.ctx.now,
         reserved=app.ctx.reserved.get(key, 0),
-        probes=history.probes(broker=key, limit=30) if history else [],
-        selections=history.selections(broker=key, limit=15) if history else [],
+        probes=remembered.read("probes", lambda h: h.probes(broker=key, limit=30)),
+        selections=remembered.read("selections", lambda h: h.selections(broker=key, limit=15)),
         related_events=related_events(app, "brokers", obj),
     )
 
 
-def _database(app: DashboardApp, key: str, obj: Manifest) -> Text:
-    history, registry = app.feed.history, app.feed.registry
+def _database(app: DashboardApp, key: str, obj: Manifest, remembered: _Remembered) -> Text:
+    registry = app.feed.registry
     criteria, problem = None, ""
     try:
         criteria = criteria_for(Database.from_manifest(obj), registry)
@@ -79,8 +102,8 @@ def _database(app: DashboardApp, key: str, obj: Manifest) -> Text:
         criteria=criteria,
         criteria_problem=problem,
         candidates=registry.explain(criteria, now=app.ctx.now) if criteria else [],
-        decisions=history.selections(request=key) if history else [],
-        lifecycle=history.lifecycle(request=key) if history else [],
+        decisions=remembered.read("decisions", lambda h: h.selections(request=key)),
+        lifecycle=remembered.read("lifecycle", lambda h: h.lifecycle(request=key)),
         related_events=related_events(app, "databases", obj),
     )
 

@@ -18,6 +18,7 @@ class Model:
         self.objects: dict[str, dict[str, Manifest]] = {kind: {} for kind in KINDS}
         self._staged: dict[tuple[str, str], tuple[str, Manifest]] = {}
         self.paused = False
+        self.revision = 0  # moves at every apply that changed something
 
     @property
     def held(self) -> int:
@@ -32,6 +33,7 @@ class Model:
             return {}
         applied: dict[str, dict[str, Manifest | None]] = {}
         staged, self._staged = self._staged, {}
+        self.revision += 1
         for (kind, key), (change, obj) in staged.items():
             if change == "DELETED":
                 self.objects[kind].pop(key, None)

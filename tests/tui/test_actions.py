@@ -12,7 +12,7 @@ from typing import Any
 
 from kidp_ops.cluster.base import BROKERS, DATABASES, Cluster, Unavailable, WatchEvent
 from kidp_ops.cluster.embedded import EmbeddedCluster
-from kidp_ops.history import ProbeRecord
+from kidp_ops.history import MemorySink, ProbeRecord, SelectionRecord
 from kidp_ops.history.sqlite import FILE_NAME
 from kidp_ops.history.store import StoreReader
 from tests.support.history import generate
@@ -24,6 +24,7 @@ from tui.app import DashboardApp, create_app
 from tui.body.resource_table import ResourceTable
 from tui.feed import own_feed
 from tui.screens.confirm_screen import ConfirmScreen
+from tui.screens.describe_screen import DescribeScreen
 
 
 async def _rows(app: DashboardApp, count: int) -> None:
@@ -183,3 +184,43 @@ async def test_a_state_history_feeds_the_probes_up_to_what_is_kept(
     first, later = reader.reads[0], reader.reads[1]
     assert first == (app.probes.depth * len(feed.registry), False) and first[0] < len(everything)
     assert later[1] is False and later[0] <= 3  # at most those of the newest instant again
+
+
+class _CountingSink(MemorySink):
+    """The in-memory history (as in dev), counting the describe page's selection reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def selections(self, **options: Any) -> list[SelectionRecord]:
+        self.reads += 1
+        return super().selections(**options)
+
+
+async def test_a_describe_page_reads_the_history_again_only_when_something_moved(
+    store: EmbeddedCluster,
+) -> None:
+    sink = _CountingSink()
+    app = create_app(
+        own_feed(store, target="test", readonly=False, history=sink), clock=lambda: NOW, tick=None
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _rows(app, 5)
+        await pilot.press("d")
+        await until(lambda: isinstance(app.screen, DescribeScreen), what="the describe page")
+        screen = app.screen
+        assert isinstance(screen, DescribeScreen)
+        read = sink.reads
+        assert read >= 1
+        for _ in range(5):  # what each one-second tick does
+            screen.redraw()
+        assert sink.reads == read
+        revision = app.model.revision
+        await store.patch_status(
+            BROKERS, "dev-aws-us-west-2", {"status": {"activeDeployments": 7}},
+            namespace="kidp-system",
+        )  # fmt: skip
+        await until(lambda: app.model.revision > revision, what="the change applied")
+        screen.redraw()
+        assert sink.reads > read
