@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,8 +52,9 @@ def shown(text: str, limit: int = 160) -> str:
 
 
 class Throttle:
-    """At most `per_minute` lines a minute through `logger`; what is held back is counted
-    and said in one line when the next minute's first line goes out (a counter metric
+    """At most `per_minute` lines in any 60 seconds through `logger` (a sliding window: a
+    burst that straddles a minute boundary gets no second budget); what is held back is
+    counted and said in one line before the next line that goes out (a counter metric
     keeps every occurrence)."""
 
     def __init__(
@@ -63,23 +65,21 @@ class Throttle:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._logger = logger
-        self._per_minute = per_minute
         self._clock = clock
-        self._window = -1
-        self._sent = 0
+        self._sent: deque[float] = deque(maxlen=per_minute)  # when the last lines went out
         self.suppressed = 0
 
     def warning(self, message: str, *args: object) -> None:
-        window = int(self._clock() // 60)
-        if window != self._window:
-            if self.suppressed:
-                self._logger.warning("%d more like the line above were not logged", self.suppressed)
-            self._window, self._sent, self.suppressed = window, 0, 0
-        if self._sent < self._per_minute:
-            self._sent += 1
-            self._logger.warning(message, *args)
-        else:
+        now = self._clock()
+        full = len(self._sent) == self._sent.maxlen
+        if full and now - self._sent[0] < 60:
             self.suppressed += 1
+            return
+        if self.suppressed:
+            self._logger.warning("%d more like the line above were not logged", self.suppressed)
+            self.suppressed = 0
+        self._sent.append(now)
+        self._logger.warning(message, *args)
 
 
 def to_file(path: Path, *, level: int = logging.INFO) -> None:

@@ -42,3 +42,16 @@ def test_throttle_passes_a_minute_budget_then_counts_the_rest(
         "refused 10",
     ]
     assert throttle.suppressed == 0
+
+
+def test_throttle_gives_a_burst_across_a_minute_boundary_no_second_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(60 * 1000.0 - 1)  # a second before a minute starts
+    throttle = Throttle(logging.getLogger("kidp.test.burst"), per_minute=3, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="kidp.test.burst"):
+        for n in range(20):
+            throttle.warning("refused %d", n)
+            clock.advance(0.1)  # 2 s in all, across the boundary
+    assert [r.getMessage() for r in caplog.records] == ["refused 0", "refused 1", "refused 2"]
+    assert throttle.suppressed == 17
